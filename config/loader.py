@@ -1,0 +1,148 @@
+"""Load a city's configuration directory and validate it, or fail with one line.
+
+A config directory holds several YAML files; each contributes top-level sections
+(``city``, ``offices``, ``routing`` …). ``gazetteer.yaml`` is generated from the
+administrative-division data (``wenzheng config city``) and supplies the city's
+code and its county-level divisions. String values may name environment
+variables as ``${NAME}`` (or ``${NAME:-default}``) so secrets stay out of the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .schema import Settings
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "ganzhou"
+ENV_BOOTSTRAP = "WENZHENG_BOOTSTRAP_SERVERS"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem, said in one line that names the file and the key."""
+
+    def __init__(self, file: str | Path, key: str, message: str):
+        self.file, self.key = str(file), key
+        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    settings: Settings
+    directory: Path
+    sources: dict[str, Path]
+    """Which file each top-level section came from."""
+    hash: str
+    """sha256 of the effective configuration (recorded on every routed message)."""
+
+
+def load(directory: str | Path | None = None, env: dict[str, str] | None = None) -> LoadedConfig:
+    env = dict(os.environ if env is None else env)
+    directory = Path(directory) if directory else DEFAULT_DIR
+    if not directory.is_dir():
+        raise ConfigError(directory, "", "not a configuration directory")
+    raw: dict[str, Any] = {}
+    city_defaults: dict[str, Any] = {}
+    sources: dict[str, Path] = {}
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise ConfigError(directory, "", "no *.yaml files")
+    for path in files:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(path, "", f"not valid UTF-8 YAML: {_one_line(exc)}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(path, "", "top level must be a mapping")
+        if path.name == "gazetteer.yaml":
+            city_defaults, raw["gazetteer"] = _from_gazetteer(path, data)
+            sources["gazetteer"] = path
+            continue
+        for key, value in data.items():
+            if key in raw:
+                raise ConfigError(path, key, f"already defined in {sources[key].name}")
+            raw[key], sources[key] = value, path
+    if "gazetteer" not in raw:
+        raise ConfigError(directory, "", "no gazetteer.yaml (make one with `wenzheng config city <城市名>`)")
+    raw["city"] = {**city_defaults, **(raw.get("city") or {})}  # city.yaml overrides the gazetteer
+    raw = _interpolate(raw, env, sources)
+    if servers := env.get(ENV_BOOTSTRAP, "").strip():
+        raw.setdefault("kafka", {})
+        raw["kafka"] = {**raw["kafka"], "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()]}
+        sources.setdefault("kafka", Path(f"${ENV_BOOTSTRAP}"))
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        file = sources.get(loc[0], directory) if loc else directory
+        raise ConfigError(file, ".".join(loc), err["msg"]) from None
+    _check_references(settings, sources, directory)
+    digest = hashlib.sha256(
+        json.dumps(settings.model_dump(mode="json"), sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
+    return LoadedConfig(settings, directory, sources, digest)
+
+
+def _from_gazetteer(path: Path, data: dict) -> tuple[dict, list]:
+    if "jurisdictions" not in data or "city" not in data:
+        raise ConfigError(path, "", "a gazetteer needs `city` and `jurisdictions`")
+    city = {k: v for k, v in data["city"].items() if k in ("code", "name", "province", "aliases")}
+    return city, data["jurisdictions"]
+
+
+def _interpolate(value: Any, env: dict[str, str], sources: dict[str, Path], path: tuple = ()) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, sources, (*path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, sources, (*path, str(i))) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def sub(m: re.Match) -> str:
+            if m.group(1) in env:
+                return env[m.group(1)]
+            if m.group(2) is not None:
+                return m.group(2)
+            file = sources.get(path[0], Path("?")) if path else Path("?")
+            raise ConfigError(file, ".".join(path), f"environment variable {m.group(1)} is not set")
+
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def _check_references(settings: Settings, sources: dict[str, Path], directory: Path) -> None:
+    from .offices import build_offices
+
+    where = sources.get("routing", directory)
+    known = {o.id for o in build_offices(settings)}
+    codes = {j.code for j in settings.gazetteer} | {settings.city.code}
+    for i, rule in enumerate(settings.routing.rules):
+        key = f"routing.rules.{i}"
+        for office in (rule.office, *rule.co_offices):
+            if office not in known:
+                raise ConfigError(where, f"{key}.office", f"unknown office {office!r}")
+        if rule.jurisdiction is not None and rule.jurisdiction not in codes:
+            raise ConfigError(where, f"{key}.jurisdiction", f"unknown jurisdiction {rule.jurisdiction!r}")
+        if rule.category is not None:
+            from .schema import CATEGORIES
+
+            if rule.category not in CATEGORIES:
+                raise ConfigError(where, f"{key}.category", f"unknown category {rule.category!r}")
+    seen: set[str] = set()
+    for j in settings.gazetteer:
+        if j.code in seen:
+            raise ConfigError(sources.get("gazetteer", directory), "jurisdictions", f"duplicate code {j.code}")
+        seen.add(j.code)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

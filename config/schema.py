@@ -1,0 +1,260 @@
+"""The city configuration, validated at start.
+
+Every model is frozen and forbids unknown keys, so a typo in a YAML file is an
+error naming the file and the key, not a silently ignored setting. Each field has
+a default where one makes sense and a one-line docstring under it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+#: The twelve category codes of the contract (CONTRACT.md §4). Stable: never rename.
+CATEGORIES: tuple[str, ...] = (
+    "urban_management",
+    "housing_construction",
+    "environment",
+    "transport",
+    "education_culture_sports",
+    "labour_social_security",
+    "health",
+    "market_commerce",
+    "public_utilities",
+    "public_security",
+    "agriculture_rural",
+    "civil_affairs",
+)
+#: Message types: 咨询 投诉 建议 求助 表扬.
+MESSAGE_TYPES: tuple[str, ...] = ("consultation", "complaint", "suggestion", "help", "praise")
+UNKNOWN = "unknown"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- the city and its gazetteer -------------------------------------------------
+
+
+class Township(Model):
+    code: str
+    """Administrative code of the township (乡镇) or street (街道)."""
+    name: str
+    aliases: list[str] = []
+    """Shorter names citizens use (唐江 for 唐江镇)."""
+
+
+class Jurisdiction(Model):
+    code: str
+    """Six-digit county-level code, e.g. 360703."""
+    name: str
+    aliases: list[str] = []
+    townships: list[Township] = []
+    places: list[str] = []
+    """Well-known places (landmarks, markets, scenic spots) that resolve to this county."""
+
+
+class City(Model):
+    code: str
+    """Six-digit prefecture-level code, e.g. 360700."""
+    name: str
+    province: str = ""
+    aliases: list[str] = []
+    timezone: str = "Asia/Shanghai"
+    case_prefix: str = "WZ"
+    """Prefix of the tracking numbers citizens read out on the phone (GZ20261122-000123)."""
+
+
+# --- offices -----------------------------------------------------------------
+
+
+class Department(Model):
+    code: str
+    """Short code, unique within its level; the office id is <jurisdiction>-<code>."""
+    name: str
+    """Name without the place, e.g. 城市管理局; the county name is prefixed."""
+    categories: list[str] = []
+    """Categories this department handles (归口办理)."""
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if code not in CATEGORIES:
+                raise ValueError(f"unknown category {code!r}")
+        return value
+
+
+class Office(Model):
+    id: str
+    name: str
+    jurisdiction: str
+    categories: tuple[str, ...] = ()
+    kind: Literal["department", "government", "triage", "special"] = "department"
+
+
+class OfficesConfig(Model):
+    county_departments: list[Department]
+    """The departments every county-level division has, by the categories they handle."""
+    city_departments: list[Department]
+    """The city-level departments, for messages that concern the city as a whole."""
+    county_government: Department = Department(code="zfb", name="人民政府办公室")
+    """Where a county's messages go when no department takes the category (fallback)."""
+    triage: Department = Department(code="wzb", name="问政办")
+    """The city 问政办: messages nobody could place go to its triage queue."""
+    special: list[Office] = []
+    """Offices outside the template, e.g. 住房公积金管理中心, named by keyword rules."""
+    names: dict[str, str] = {}
+    """Overrides of generated office names by office id (a county whose bureau is named differently)."""
+    absent: list[str] = []
+    """Generated office ids that do not exist in this city; their categories fall back."""
+
+
+# --- routing and time limits -------------------------------------------------
+
+
+class RoutingRule(Model):
+    name: str
+    """Recorded on every message this rule routes, for audits."""
+    keywords: list[str] = []
+    """Any of these in the title or text makes the rule match."""
+    category: str | None = None
+    jurisdiction: str | None = None
+    office: str
+    """Lead office id (牵头单位)."""
+    co_offices: list[str] = []
+    """Co-handling offices (联合办理)."""
+
+
+class RoutingConfig(Model):
+    min_confidence: float = Field(0.35, ge=0, le=1)
+    """Below this category confidence a message goes to triage instead of an office."""
+    rules: list[RoutingRule] = []
+    """Keyword rules, tried in order before the (category, jurisdiction) table."""
+
+
+class TypeLimit(Model):
+    working_days: float
+    """Time to answer (答复), in working days."""
+
+
+class TimeLimits(Model):
+    first_response_hours: float = 1
+    """First response (签收) within this many working hours."""
+    first_response_hours_rest_day: float = 8
+    """…or this many clock hours when the message arrives on a rest day."""
+    by_type: dict[str, TypeLimit] = {}
+
+    @field_validator("by_type")
+    @classmethod
+    def _known_types(cls, value: dict[str, TypeLimit]) -> dict[str, TypeLimit]:
+        for code in value:
+            if code not in MESSAGE_TYPES:
+                raise ValueError(f"unknown message type {code!r}")
+        return value
+
+
+# --- channels ----------------------------------------------------------------
+
+
+class HotlineChannel(Model):
+    enabled: bool = True
+    drop_dir: str = "var/hotline"
+    """Folder the 12345 call centre drops one transcript file (JSON or CSV) per call into."""
+    account: str = "12345"
+    poll_seconds: float = 2.0
+    settle_seconds: float = 1.0
+    """A file is read only once its size and mtime have not changed for this long."""
+    encodings: list[str] = ["utf-8-sig", "gb18030"]
+    """Tried in order; older call-centre systems write GBK/GB18030."""
+
+
+class WeChatAccount(Model):
+    appid: str
+    token: SecretStr
+    encoding_aes_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    name: str = ""
+
+
+class WeChatChannel(Model):
+    enabled: bool = False
+    accounts: dict[str, WeChatAccount] = {}
+
+
+class WeiboChannel(Model):
+    enabled: bool = False
+    accounts: dict[str, dict[str, str]] = {}
+    poll_seconds: float = 60
+
+
+class WebFormChannel(Model):
+    enabled: bool = False
+    base_url: str = ""
+    poll_seconds: float = 30
+
+
+class Channels(Model):
+    hotline: HotlineChannel = HotlineChannel()
+    wechat: WeChatChannel = WeChatChannel()
+    weibo: WeiboChannel = WeiboChannel()
+    webform: WebFormChannel = WebFormChannel()
+
+
+# --- runtime -----------------------------------------------------------------
+
+
+class KafkaSettings(Model):
+    bootstrap_servers: list[str] = []
+    """Empty: `wenzheng up` starts the embedded broker. Env WENZHENG_BOOTSTRAP_SERVERS overrides."""
+    topic_prefix: str = "wz."
+    partitions: int = Field(3, ge=1)
+    """Partitions of the shared topics (intake, classified, …): the most workers a stage can use."""
+    office_partitions: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    session_timeout_ms: int = 6000
+    """Short on purpose: a new group gets its first message after ~half of it (Tansu)."""
+    heartbeat_interval_ms: int = 1000
+    max_poll_records: int = 500
+    client_id: str = "wenzheng"
+
+
+class HttpSettings(Model):
+    host: str = "127.0.0.1"
+    """Use 0.0.0.0 in production so WeChat can reach the callback."""
+    port: int = 8080
+
+
+class StateSettings(Model):
+    dir: str = "var/state"
+    """Checkpoints, the delivery journal and trained models live here (relative to the cwd)."""
+    dedup_retention_days: float = 14
+    """How long message ids are remembered for de-duplication."""
+
+
+class ClassifierSettings(Model):
+    model_dir: str | None = None
+    """A trained model directory; empty: the baseline trained from the packaged corpus."""
+
+
+class PrivacySettings(Model):
+    pseudonym_key: SecretStr = SecretStr("wenzheng-dev-only-key")
+    """HMAC key for author pseudonyms; set it from the environment in production."""
+
+
+class Settings(Model):
+    """Everything a city configures; loaded from the YAML files of one directory."""
+
+    city: City
+    gazetteer: list[Jurisdiction] = Field(min_length=1)
+    offices: OfficesConfig
+    routing: RoutingConfig = RoutingConfig()
+    time_limits: TimeLimits = TimeLimits()
+    channels: Channels = Channels()
+    kafka: KafkaSettings = KafkaSettings()
+    http: HttpSettings = HttpSettings()
+    state: StateSettings = StateSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+    privacy: PrivacySettings = PrivacySettings()

@@ -1,0 +1,3 @@
+from wenzheng.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,273 @@
+"""The `wenzheng` command line (CONTRACT.md §1). Each command is a small object
+with ``configure`` and ``execute``; ``main`` returns the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import logs
+
+log = logging.getLogger("wenzheng")
+
+
+class UsageError(Exception):
+    """Bad input or configuration: printed as one line, exit status 2."""
+
+
+def _config(args):
+    from wenzheng.config import load
+
+    return load(args.config)
+
+
+class Command:
+    name = ""
+    help = ""
+
+    def configure(self, p: argparse.ArgumentParser) -> None:
+        pass
+
+    def execute(self, args) -> int:
+        raise NotImplementedError
+
+
+class Up(Command):
+    name, help = "up", "the whole pipeline on one machine (embedded broker unless Kafka is configured)"
+
+    def configure(self, p):
+        p.add_argument("--demo", action="store_true", help="feed realistic sample traffic and show a live summary")
+        p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+        p.add_argument("--rate", type=float, default=2.0, help="demo messages per second")
+
+    def execute(self, args):
+        from .up import run_up
+
+        return run_up(_config(args), demo=args.demo, duration=args.duration, rate=args.rate)
+
+
+class Broker(Command):
+    name, help = "broker", "run the embedded Kafka-compatible broker alone (memory only)"
+
+    def configure(self, p):
+        p.add_argument("--port", type=int, default=9092)
+
+    def execute(self, args):
+        import signal
+        import threading
+
+        from .broker import EmbeddedBroker
+
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        with EmbeddedBroker(port=args.port) as b:
+            print(f"embedded broker on {b.bootstrap} (memory only: stopping it loses every topic)", flush=True)
+            print(f"  export WENZHENG_BOOTSTRAP_SERVERS={b.bootstrap}", flush=True)
+            stop.wait()
+        return 0
+
+
+class Worker(Command):
+    name, help = "worker", "one long-lived stage: ingest, classify or route"
+
+    def configure(self, p):
+        p.add_argument("stage", choices=["ingest", "classify", "route"])
+        p.add_argument("--port", type=int, default=None, help="HTTP port (default: http.port + 0/1/2; 0 picks a free one)")
+        p.add_argument("--model", default=None, help="classify: model directory (default: config, else baseline)")
+
+    def execute(self, args):
+        from .workers import run
+
+        config = _config(args)
+        if not config.settings.kafka.bootstrap_servers:
+            raise UsageError("no Kafka configured: set kafka.bootstrap_servers or WENZHENG_BOOTSTRAP_SERVERS "
+                             "(`wenzheng broker` runs the embedded one)")
+        return run(config, args.stage, args.port, args.model)
+
+
+class Classify(Command):
+    name, help = "classify", "batch mode, no Kafka: JSONL in, JSONL with classifications out"
+
+    def configure(self, p):
+        p.add_argument("--model", default=None)
+        p.add_argument("--input", default="-")
+        p.add_argument("--output", default="-")
+        p.add_argument("--batch", type=int, default=256)
+
+    def execute(self, args):
+        from .workers import load_model
+
+        config = _config(args)
+        src = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8-sig")  # noqa: SIM115
+        dst = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+        if dst is sys.stdout and hasattr(dst, "reconfigure"):
+            dst.reconfigure(encoding="utf-8")
+        rows = []
+        for n, line in enumerate(src, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{args.input}:{n}: not JSON: {exc.msg}") from None
+            if not isinstance(row, dict) or not str(row.get("text") or "").strip():
+                raise UsageError(f"{args.input}:{n}: needs an object with `text`")
+            rows.append(row)
+        model = load_model(config.settings, args.model)
+        for i in range(0, len(rows), args.batch):
+            chunk = rows[i : i + args.batch]
+            for row, p in zip(chunk, model.predict(chunk), strict=True):
+                row.update(category=p.category, category_confidence=p.category_confidence, type=p.type,
+                           jurisdiction=p.jurisdiction, model_version=model.version)
+                dst.write(json.dumps(row, ensure_ascii=False) + "\n")
+        dst.flush()
+        return 0
+
+
+class Train(Command):
+    name, help = "train", "train a model from labelled history (JSONL or CSV)"
+
+    def configure(self, p):
+        p.add_argument("--data", action="append", required=True)
+        p.add_argument("--out", required=True)
+
+    def execute(self, args):
+        from wenzheng.classify.model import Classifier, is_test, read_labelled
+
+        config = _config(args)
+        rows = _read(read_labelled, args.data)
+        train = [r for r in rows if not is_test(r)]
+        test = [r for r in rows if is_test(r)]
+        model = Classifier.train(train, config.settings,
+                                 progress=lambda i, n: print(f"tokenised {i}/{n}", file=sys.stderr))
+        metrics = model.evaluate(test) if test else {}
+        out = model.save(args.out, metrics)
+        print(json.dumps({"model": str(out), "version": model.version, "train": len(train), "test": len(test),
+                          "metrics": metrics}, ensure_ascii=False, indent=2))
+        return 0
+
+
+class Evaluate(Command):
+    name, help = "evaluate", "accuracy, macro-F1 and per-class figures of a model on labelled data"
+
+    def configure(self, p):
+        p.add_argument("--model", required=True)
+        p.add_argument("--data", action="append", required=True)
+
+    def execute(self, args):
+        from wenzheng.classify.model import Classifier, read_labelled
+
+        config = _config(args)
+        try:
+            model = Classifier.load(args.model, config.settings)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(json.dumps(model.evaluate(_read(read_labelled, args.data)), ensure_ascii=False, indent=2))
+        return 0
+
+
+class Replay(Command):
+    name, help = "replay", "re-read a topic over a time or offset range for an audit"
+
+    def execute(self, args):
+        raise UsageError("replay is not built yet (see the replay issue)")
+
+
+class ConfigCmd(Command):
+    name, help = "config", "check the configuration, or generate one for another city"
+
+    def configure(self, p):
+        sub = p.add_subparsers(dest="action", required=True)
+        sub.add_parser("check", help="validate and summarise the configuration")
+        city = sub.add_parser("city", help="a configuration directory for any prefecture-level city")
+        city.add_argument("name")
+        city.add_argument("--out", required=True)
+
+    def execute(self, args):
+        if args.action == "check":
+            from wenzheng.config import OfficeDirectory
+
+            config = _config(args)
+            s = config.settings
+            offices = OfficeDirectory(s)
+            print(json.dumps({"city": s.city.name, "jurisdictions": len(s.gazetteer),
+                              "townships": sum(len(j.townships) for j in s.gazetteer),
+                              "offices": len(offices.offices), "rules": len(s.routing.rules),
+                              "config_hash": config.hash}, ensure_ascii=False))
+            return 0
+        import shutil
+
+        from wenzheng.config import DEFAULT_DIR
+        from wenzheng.config.gazetteer import build_city, write_yaml
+
+        try:
+            data = build_city(args.name)
+        except (ValueError, ImportError) as exc:
+            raise UsageError(str(exc)) from None
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in DEFAULT_DIR.glob("*.yaml"):
+            if f.name not in ("gazetteer.yaml", "city.yaml"):
+                shutil.copy(f, out / f.name)
+        (out / "city.yaml").write_text("city:\n  case_prefix: WZ\n  timezone: Asia/Shanghai\n", encoding="utf-8")
+        write_yaml(data, out / "gazetteer.yaml")
+        _retarget_offices(out, data["city"]["code"])
+        print(f"wrote {out} for {data['city']['name']} ({len(data['jurisdictions'])} county-level divisions)")
+        return 0
+
+
+def _retarget_offices(out: Path, city_code: str) -> None:
+    """The copied office and routing files name 赣州 offices; point them at the new city."""
+    import yaml
+
+    offices = yaml.safe_load((out / "offices.yaml").read_text(encoding="utf-8"))
+    o = offices["offices"]
+    o["names"] = {}
+    o["special"] = [dict(s, id=f"{city_code}-{s['id'].split('-', 1)[1]}", jurisdiction=city_code,
+                         name=s["name"].replace("赣州市", "")) for s in o.get("special", [])]
+    (out / "offices.yaml").write_text(yaml.safe_dump(offices, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    routing = yaml.safe_load((out / "routing.yaml").read_text(encoding="utf-8"))
+    for rule in routing["routing"].get("rules", []):
+        rule["office"] = f"{city_code}-{rule['office'].split('-', 1)[1]}"
+    (out / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def _read(reader, paths):
+    try:
+        return reader(paths)
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+COMMANDS = [Up(), Broker(), Worker(), Classify(), Train(), Evaluate(), Replay(), ConfigCmd()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wenzheng", description="问政 intake: classify and route citizens' messages")
+    p.add_argument("--log-level", default=os.environ.get("WENZHENG_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True)
+    for cmd in COMMANDS:
+        sp = sub.add_parser(cmd.name, help=cmd.help)
+        sp.add_argument("--config", default=None, help="configuration directory (default: 赣州市)")
+        cmd.configure(sp)
+        sp.set_defaults(cmd=cmd)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup(args.log_level)
+    from wenzheng.config import ConfigError
+
+    try:
+        return args.cmd.execute(args)
+    except (UsageError, ConfigError) as exc:
+        print(f"wenzheng {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

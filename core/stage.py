@@ -1,0 +1,172 @@
+"""A consumer-driven stage (classify, route): read a topic, publish results.
+
+Delivery, per batch — the order is the guarantee:
+
+1. ``poll`` a batch from the stage's consumer group.
+2. Process each record; a record that cannot be processed becomes a
+   dead-letter record with its reason (it never stops the records behind it).
+3. Publish every output through the :class:`~wenzheng.delivery.Publisher`
+   (journal → send → wait for acks → journal done); transient failures are
+   retried with back-off, the batch is never half-committed.
+4. Commit the batch's offsets. A crash before this step redelivers the batch;
+   step 3 recognises its records by id, so nothing is doubled.
+
+SIGINT/SIGTERM set ``running`` to false: the batch in hand is finished and
+committed, the consumer leaves its group, and the worker exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from . import envelope
+from .delivery import Out, Publisher
+from .errors import BadMessage, TransientError
+from .kafka import consumer as make_consumer
+from .kafka import producer as make_producer
+from .privacy import mask_text
+from .runtime import Runtime
+from .service import DEADLETTERED, DUPLICATES, ERRORS, LAG, MESSAGES_IN, MESSAGES_OUT
+
+log = logging.getLogger(__name__)
+
+
+def deadletter(runtime: Runtime, stage: str, reason: str, *, msg_id: str, source: dict, excerpt: str = "") -> Out:
+    """A dead-letter record: the reason, where the input is, a masked excerpt — never raw PII."""
+    value = {
+        "schema": "wenzheng.deadletter/1",
+        "id": msg_id,
+        "stage": stage,
+        "reason": reason,
+        "at": envelope.iso(envelope.now()),
+        "source": source,
+        "excerpt": mask_text(excerpt[:500]),
+    }
+    return Out(runtime.topics.deadletter, f"{stage}:{msg_id}", value)
+
+
+class Stage(ABC):
+    """One step of the pipeline: which topics it reads and what it makes of a message."""
+
+    name: str
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    @abstractmethod
+    def inputs(self) -> list[str]: ...
+
+    @abstractmethod
+    def process(self, value: dict, record) -> list[Out]:
+        """Outputs for one decoded record; raise BadMessage to dead-letter it."""
+
+    def health(self) -> dict:
+        return {}
+
+
+class StageWorker:
+    def __init__(self, runtime: Runtime, stage: Stage, poll_ms: int = 500):
+        self.runtime, self.stage, self.poll_ms = runtime, stage, poll_ms
+        self.running = False
+        self.processed = 0
+        self.last_batch_at: float | None = None
+        self._stopped = threading.Event()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def stop(self) -> None:
+        self.running = False
+
+    def run(self) -> None:
+        rt, stage = self.runtime, self.stage
+        group = f"{rt.settings.kafka.topic_prefix}{stage.name}"
+        consumer = make_consumer(rt.settings, *stage.inputs(), group=group)
+        producer = make_producer(rt.settings)
+        publisher = Publisher(rt.settings, producer, rt.journal, stage.name)
+        self.running = True
+        log.info("stage started", extra={"stage": stage.name, "group": group, "inputs": stage.inputs()})
+        try:
+            while self.running:
+                batch = consumer.poll(timeout_ms=self.poll_ms)
+                self._report_lag(consumer)
+                if not batch:
+                    continue
+                outs: list[Out] = []
+                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+                for tp, records in batch.items():
+                    for rec in records:
+                        outs.extend(self._handle(rec))
+                        offsets[tp] = OffsetAndMetadata(rec.offset + 1, "", -1)
+                    MESSAGES_IN.labels(stage.name).inc(len(records))
+                if not self._publish(publisher, outs):
+                    break  # stopping while Kafka is unreachable: the batch will be redelivered
+                try:
+                    consumer.commit(offsets)
+                except (CommitFailedError, KafkaError) as exc:
+                    # Partitions moved to another worker; it will see these ids as done.
+                    ERRORS.labels(stage.name, "commit").inc()
+                    log.warning("commit failed: %s", exc, extra={"stage": stage.name})
+                self.processed += sum(len(r) for r in batch.values())
+                self.last_batch_at = time.time()
+        finally:
+            try:
+                consumer.close()
+            finally:
+                producer.close(timeout=5)
+                publisher.close()
+                self._stopped.set()
+                log.info("stage stopped", extra={"stage": stage.name, "processed": self.processed})
+
+    def _handle(self, rec) -> list[Out]:
+        name = self.stage.name
+        source = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+                  "key": rec.key.decode("utf-8", "replace") if rec.key else None}
+        msg_id = source["key"] or f"{rec.topic}:{rec.partition}:{rec.offset}"
+        try:
+            return self.stage.process(envelope.decode(rec.value), rec)
+        except BadMessage as exc:
+            reason = exc.reason
+        except Exception as exc:  # a bug must not stop the records behind this one
+            ERRORS.labels(name, "bug").inc()
+            log.exception("processing failed", extra={"stage": name, **source})
+            reason = f"{type(exc).__name__}: {exc}"
+        DEADLETTERED.labels(name).inc()
+        log.warning("dead-lettered %s[%s] %s: %s", rec.topic, rec.partition, rec.offset, reason,
+                    extra={"stage": name, "id": msg_id})
+        excerpt = (rec.value or b"")[:600].decode("utf-8", "replace")
+        return [deadletter(self.runtime, name, reason, msg_id=msg_id, source=source, excerpt=excerpt)]
+
+    def _publish(self, publisher: Publisher, outs: list[Out]) -> bool:
+        delay = 0.5
+        while True:
+            skipped_before = publisher.skipped
+            try:
+                sent = publisher.publish(outs)
+            except TransientError as exc:
+                ERRORS.labels(self.stage.name, "transient").inc()
+                log.warning("publish failed, retrying in %.1fs: %s", delay, exc, extra={"stage": self.stage.name})
+                if not self.running:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+                continue
+            for o in sent:
+                MESSAGES_OUT.labels(self.stage.name, o.topic).inc()
+            DUPLICATES.labels(self.stage.name).inc(publisher.skipped - skipped_before)
+            return True
+
+    def _report_lag(self, consumer) -> None:
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                LAG.labels(self.stage.name, tp.topic, str(tp.partition)).set(max(0, hw - consumer.position(tp)))

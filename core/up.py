@@ -1,0 +1,187 @@
+"""`wenzheng up`: broker (unless configured), topics, and every stage as its own
+process, supervised — a stage that dies is restarted, Ctrl-C stops them all in
+order (stages first, so they finish their batch and commit; the broker last)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from kafka import TopicPartition
+from wenzheng.config import LoadedConfig
+
+from .broker import EmbeddedBroker
+from .kafka import consumer as make_consumer
+from .runtime import Runtime
+from .workers import STAGES, default_port, load_model
+
+log = logging.getLogger(__name__)
+
+
+class Supervisor:
+    def __init__(self, config: LoadedConfig, env: dict[str, str], log_dir: Path | None):
+        self.config, self.env, self.log_dir = config, env, log_dir
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: Counter[str] = Counter()
+        self.stopping = False
+
+    def spawn(self, kind: str) -> None:
+        cmd = [sys.executable, "-m", "wenzheng", "worker", kind, "--port", str(default_port(self.config, kind))]
+        if self.config.directory:
+            cmd += ["--config", str(self.config.directory)]
+        out = None
+        if self.log_dir:
+            out = open(self.log_dir / f"{kind}.log", "ab")  # noqa: SIM115
+        self.procs[kind] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        log.info("started worker", extra={"stage": kind, "pid": self.procs[kind].pid})
+
+    def watch(self) -> None:
+        for kind, p in list(self.procs.items()):
+            if p.poll() is not None and not self.stopping:
+                self.restarts[kind] += 1
+                log.warning("worker exited with %s; restarting", p.returncode, extra={"stage": kind})
+                time.sleep(min(5, self.restarts[kind]))
+                self.spawn(kind)
+
+    def stop(self, timeout: float = 15) -> None:
+        self.stopping = True
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for kind, p in self.procs.items():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker did not stop in time; killing", extra={"stage": kind})
+                p.kill()
+                p.wait()
+
+
+class Summary:
+    """Counts what each topic holds, read without a consumer group (no commits, no lag)."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self.counts: Counter[str] = Counter()
+        self.first_routed_at: float | None = None
+        self.c = make_consumer(runtime.settings, group=None, client_id="wenzheng-summary")
+        t = runtime.topics
+        topics = [t.intake, t.classified, t.triage, t.deadletter] + [t.office(o) for o in runtime.office_queue_ids()]
+        tps = [TopicPartition(tp, p) for tp in topics for p in (self.c.partitions_for_topic(tp) or [])]
+        self.c.assign(tps)
+        self.c.seek_to_beginning()
+
+    def update(self) -> None:
+        for tp, recs in self.c.poll(timeout_ms=200, max_records=5000).items():
+            self.counts[tp.topic] += len(recs)
+            if tp.topic == self.rt.topics.triage or ".office." in tp.topic:
+                self.first_routed_at = self.first_routed_at or time.time()
+
+    def close(self) -> None:
+        self.c.close()
+
+    def render(self, started: float) -> str:
+        t, c = self.rt.topics, self.counts
+        offices = {k: v for k, v in c.items() if ".office." in k}
+        routed = sum(offices.values())
+        names = self.rt.offices.offices
+        lines = [
+            f"wenzheng — {self.rt.settings.city.name} — {time.time() - started:5.0f}s",
+            f"  intake {c[t.intake]:6d}   classified {c[t.classified]:6d}   routed to offices {routed:6d}"
+            f"   triage {c[t.triage]:5d}   dead letters {c[t.deadletter]:4d}",
+        ]
+        if self.first_routed_at:
+            lines.append(f"  first routed case after {self.first_routed_at - started:.1f}s")
+        for topic, n in sorted(offices.items(), key=lambda kv: -kv[1])[:10]:
+            oid = topic.rsplit(".office.", 1)[1]
+            lines.append(f"  {n:5d}  {names[oid].name if oid in names else oid}  ({topic})")
+        return "\n".join(lines)
+
+
+def demo_samples() -> list[dict]:
+    """Transcripts built from the packaged corpus: real-looking calls, in random order."""
+    from wenzheng.classify.model import corpus_files, read_labelled
+
+    from .demo import to_call
+
+    rows = read_labelled(corpus_files())
+    random.Random(7).shuffle(rows)
+    return [to_call(r, i) for i, r in enumerate(rows)]
+
+
+def feed(drop_dir: Path, stop: threading.Event, rate: float) -> None:
+    drop_dir.mkdir(parents=True, exist_ok=True)
+    samples = demo_samples()
+    run = time.strftime("%Y%m%d%H%M%S")
+    for i, call in enumerate(samples):
+        if stop.is_set():
+            return
+        call = dict(call, call_id=f"DEMO-{run}-{i:05d}")
+        tmp = drop_dir / f".{call['call_id']}.json.tmp"
+        tmp.write_text(json.dumps(call, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(drop_dir / f"{call['call_id']}.json")  # appears complete, never half-written
+        stop.wait(1 / rate)
+
+
+def run_up(config: LoadedConfig, demo: bool = False, duration: float | None = None, rate: float = 2.0) -> int:
+    started = time.time()
+    state = Path(config.settings.state.dir).expanduser()
+    state.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    broker = None
+    bootstrap = list(config.settings.kafka.bootstrap_servers)
+    if not bootstrap:
+        broker = EmbeddedBroker(log_file=state / "broker.log").start()
+        bootstrap = [broker.bootstrap]
+        print(f"embedded broker on {broker.bootstrap} (memory only: stopping it loses every topic)", flush=True)
+    sup = None
+    try:
+        runtime = Runtime(config, bootstrap).connect()
+        load_model(runtime)  # train/cache the baseline once, before the workers start
+        env = dict(os.environ, WENZHENG_BOOTSTRAP_SERVERS=",".join(bootstrap), PYTHONUNBUFFERED="1")
+        log_dir = state / "logs" if demo else None
+        if log_dir:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            print(f"worker logs in {log_dir}/", flush=True)
+        sup = Supervisor(config, env, log_dir)
+        for kind in STAGES:
+            sup.spawn(kind)
+        summary = Summary(runtime) if demo else None
+        if demo:
+            drop = Path(config.settings.channels.hotline.drop_dir).expanduser()
+            threading.Thread(target=feed, args=(drop, stop, rate), daemon=True, name="demo-feed").start()
+        last_print = 0.0
+        tty = sys.stdout.isatty()
+        while not stop.is_set():
+            if duration and time.time() - started > duration:
+                break
+            sup.watch()
+            if summary:
+                summary.update()
+                if time.time() - last_print >= (2 if tty else 10):
+                    text = summary.render(started)
+                    print(("\x1b[2J\x1b[H" + text) if tty else text + "\n", flush=True)
+                    last_print = time.time()
+            stop.wait(0.5)
+        if summary:
+            summary.update()
+            print(summary.render(started), flush=True)
+            summary.close()
+    finally:
+        if sup:
+            sup.stop()
+        if broker:
+            broker.stop()
+    return 0

@@ -1,0 +1,33 @@
+"""The route stage: wz.classified → the office's queue (wz.office.<id>) or wz.triage."""
+
+from __future__ import annotations
+
+from wenzheng import envelope
+from wenzheng.delivery import Out
+from wenzheng.errors import BadMessage
+from wenzheng.stage import Stage
+
+from .router import Router
+
+
+class RouteStage(Stage):
+    name = "route"
+
+    def __init__(self, runtime):
+        super().__init__(runtime)
+        self.router = Router(runtime.config, runtime.offices)
+
+    def inputs(self) -> list[str]:
+        return [self.runtime.topics.classified]
+
+    def process(self, value: dict, record) -> list[Out]:
+        env = envelope.validate(value)
+        if not isinstance(env.get("classification"), dict):
+            raise BadMessage("classified message has no classification")
+        routing = self.router.route(env)
+        routing["routed_at"] = envelope.iso(envelope.now())
+        out = {**env, "routing": routing}
+        t = self.runtime.topics
+        if routing["triage"]:
+            return [Out(t.triage, env["id"], out)]
+        return [Out(t.office(o), env["id"], out) for o in (routing["office_id"], *routing["co_offices"])]
