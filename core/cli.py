@@ -183,7 +183,8 @@ class ConfigCmd(Command):
 
     def configure(self, p):
         sub = p.add_subparsers(dest="action", required=True)
-        sub.add_parser("check", help="validate and summarise the configuration")
+        check = sub.add_parser("check", help="validate and summarise the configuration")
+        check.add_argument("--config", default=None, help="configuration directory (default: 赣州市)")
         city = sub.add_parser("city", help="a configuration directory for any prefecture-level city")
         city.add_argument("name")
         city.add_argument("--out", required=True)

@@ -220,6 +220,9 @@ class Publisher:
         log.info("verified pending deliveries", extra={"stage": self.stage, "found": len(found), "resend": len(resend)})
         return resend
 
-    def close(self) -> None:
+    def close(self, producer: bool = True) -> None:
         if self._verifier is not None:
             self._verifier.close()
+            self._verifier = None
+        if producer:
+            self.producer.close(timeout=5)

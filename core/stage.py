@@ -122,8 +122,7 @@ class StageWorker:
             try:
                 consumer.close()
             finally:
-                producer.close(timeout=5)
-                publisher.close()
+                publisher.close()  # and its producer
                 self._stopped.set()
                 log.info("stage stopped", extra={"stage": stage.name, "processed": self.processed})
 

@@ -38,10 +38,12 @@ class Supervisor:
         cmd = [sys.executable, "-m", "wenzheng", "worker", kind, "--port", str(default_port(self.config, kind))]
         if self.config.directory:
             cmd += ["--config", str(self.config.directory)]
-        out = None
-        if self.log_dir:
-            out = open(self.log_dir / f"{kind}.log", "ab")  # noqa: SIM115
-        self.procs[kind] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        out = open(self.log_dir / f"{kind}.log", "ab") if self.log_dir else None  # noqa: SIM115
+        try:
+            self.procs[kind] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        finally:
+            if out:
+                out.close()  # the child has its own copy
         log.info("started worker", extra={"stage": kind, "pid": self.procs[kind].pid})
 
     def watch(self) -> None:

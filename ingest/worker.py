@@ -49,7 +49,7 @@ class IngestWorker:
         self.scheduler.shutdown(wait=True)  # a poll in progress finishes and checkpoints
         for connector, _ in self.connectors:
             connector.close()
-            connector.publisher.close()
+            connector.publisher.close(producer=False)  # shared, closed below
         self.producer.close(timeout=5)
         log.info("ingest stopped")
 
