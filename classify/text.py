@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Iterable
 
 import jieba
+
 from wenzheng.privacy import mask_text
 
 jieba.setLogLevel(logging.WARNING)

@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from kafka import KafkaAdminClient
+
 from wenzheng.config import LoadedConfig, OfficeDirectory
 
 from .delivery import Journal

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from kafka import TopicPartition
+
 from wenzheng.config import LoadedConfig
 
 from .broker import EmbeddedBroker

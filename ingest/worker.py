@@ -6,6 +6,7 @@ import logging
 import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
+
 from wenzheng.delivery import Publisher
 from wenzheng.kafka import producer as make_producer
 from wenzheng.runtime import Runtime

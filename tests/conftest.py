@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from wenzheng.config import DEFAULT_DIR, load
 
 BOOTSTRAP_ENV = "WENZHENG_TEST_BOOTSTRAP_SERVERS"

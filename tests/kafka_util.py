@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from kafka import KafkaConsumer, TopicPartition
+
 from wenzheng.kafka import read_partition
 
 

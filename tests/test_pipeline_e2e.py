@@ -14,12 +14,12 @@ import signal
 import time
 
 import pytest
+
+from tests.kafka_util import Watcher
 from wenzheng.classify.model import corpus_files, read_labelled
 from wenzheng.config import load
 from wenzheng.demo import to_call
 from wenzheng.runtime import Runtime
-
-from tests.kafka_util import Watcher
 
 pytestmark = pytest.mark.slow
 

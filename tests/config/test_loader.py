@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from wenzheng.config import CATEGORIES, ConfigError, OfficeDirectory, load
 from wenzheng.config.loader import DEFAULT_DIR
 

@@ -1,11 +1,11 @@
 """The delivery journal: each (stage, id, topic) lands in Kafka once, whatever dies when."""
 
 from kafka import KafkaProducer
+
+from tests.kafka_util import read_topic
 from wenzheng.delivery import Journal, Out, Publisher
 from wenzheng.kafka import partition_for
 from wenzheng.kafka import producer as make_producer
-
-from tests.kafka_util import read_topic
 
 
 def outs(runtime, n, start=0):

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from wenzheng.errors import BadMessage
 from wenzheng.ingest.hotline import parse_call, read_text
 
