@@ -36,3 +36,5 @@ def setup(level: str = "INFO", stream=None) -> None:
     root.setLevel(level)
     for noisy in ("kafka", "apscheduler", "jieba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kafka-python's event-loop timing warnings say nothing an operator can act on
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

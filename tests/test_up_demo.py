@@ -1,0 +1,26 @@
+"""The README's run command: `wenzheng up --demo` shows cases in office queues within 60 s."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_up_demo_routes_cases_within_a_minute_and_stops_cleanly(tmp_path):
+    cfg = write_config(tmp_path, None)  # no bootstrap servers: up starts its own embedded broker
+    out = subprocess.run([sys.executable, "-m", "wenzheng", "up", "--demo", "--duration", "40", "--rate", "4",
+                          "--config", str(cfg)], capture_output=True, text=True, timeout=150, encoding="utf-8")
+    assert out.returncode == 0, out.stderr[-2000:]
+    first = [float(x) for x in re.findall(r"first routed case after ([0-9.]+)s", out.stdout)]
+    assert first and first[-1] < 60
+    routed, triage = map(int, re.findall(r"routed to offices\s+(\d+)\s+triage\s+(\d+)", out.stdout)[-1])
+    assert routed > 0 and routed + triage >= 20
+    assert re.search(r"\d+\s+\S+(局|委员会|办公室|中心)\s+\(\S+\.office\.", out.stdout)  # offices by name
+    logs = tmp_path / "state" / "logs"
+    for stage in ("ingest", "classify", "route"):
+        assert "stopped" in (logs / f"{stage}.log").read_text(encoding="utf-8")  # SIGTERM, not killed
