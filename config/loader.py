@@ -137,6 +137,9 @@ def _check_references(settings: Settings, sources: dict[str, Path], directory: P
 
             if rule.category not in CATEGORIES:
                 raise ConfigError(where, f"{key}.category", f"unknown category {rule.category!r}")
+    for code in settings.places:
+        if code not in codes:
+            raise ConfigError(sources.get("places", directory), f"places.{code}", "unknown jurisdiction code")
     seen: set[str] = set()
     for j in settings.gazetteer:
         if j.code in seen:

@@ -249,6 +249,8 @@ class Settings(Model):
 
     city: City
     gazetteer: list[Jurisdiction] = Field(min_length=1)
+    places: dict[str, list[str]] = {}
+    """Well-known places (landmarks, markets, scenic spots, villages) by the code they resolve to."""
     offices: OfficesConfig
     routing: RoutingConfig = RoutingConfig()
     time_limits: TimeLimits = TimeLimits()

@@ -219,8 +219,10 @@ class ConfigCmd(Command):
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for f in DEFAULT_DIR.glob("*.yaml"):
-            if f.name not in ("gazetteer.yaml", "city.yaml"):
+            if f.name not in ("gazetteer.yaml", "city.yaml", "places.yaml"):
                 shutil.copy(f, out / f.name)
+        (out / "places.yaml").write_text("# Well-known places by the county code they resolve to.\nplaces: {}\n",
+                                         encoding="utf-8")
         (out / "city.yaml").write_text("city:\n  case_prefix: WZ\n  timezone: Asia/Shanghai\n", encoding="utf-8")
         write_yaml(data, out / "gazetteer.yaml")
         _retarget_offices(out, data["city"]["code"])
