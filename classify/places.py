@@ -17,6 +17,9 @@ class PlaceResolver:
                 names.setdefault(name, j.code)
             for t in j.townships:
                 names.setdefault(t.name, j.code)
+        for code, places in settings.places.items():
+            for name in places:
+                names.setdefault(name, code)
         for name in (settings.city.name, *settings.city.aliases):
             names.setdefault(name, self.city)
         self.names = {n: c for n, c in names.items() if len(n) >= 2}

@@ -7,14 +7,20 @@ from wenzheng.delivery import Out
 from wenzheng.stage import Stage
 
 from .model import Classifier
+from .registry import ModelFollower
 
 
 class ClassifyStage(Stage):
     name = "classify"
 
-    def __init__(self, runtime, model: Classifier):
+    def __init__(self, runtime, model: Classifier | ModelFollower):
         super().__init__(runtime)
-        self.model = model
+        self.follower = model if isinstance(model, ModelFollower) else None
+        self.model = model.model if isinstance(model, ModelFollower) else model
+
+    def between_batches(self) -> None:
+        if self.follower and self.follower.refresh():
+            self.model = self.follower.model
 
     def inputs(self) -> list[str]:
         return [self.runtime.topics.intake]

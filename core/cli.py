@@ -136,23 +136,38 @@ class Classify(Command):
 
 
 class Train(Command):
-    name, help = "train", "train a model from labelled history (JSONL or CSV)"
+    name, help = "train", "train a model from labelled history (JSONL or CSV) and dispatchers' corrections"
 
     def configure(self, p):
-        p.add_argument("--data", action="append", required=True)
-        p.add_argument("--out", required=True)
+        p.add_argument("--data", action="append", default=[], help="labelled history, JSONL or CSV (repeatable)")
+        p.add_argument("--labels", action="store_true",
+                       help="also read the labels topic (dispatchers' corrections) from the configured Kafka")
+        p.add_argument("--out", required=True, help="the new model directory")
+        p.add_argument("--report", action="store_true", help="also write report.md and confusion-matrix PNGs")
 
     def execute(self, args):
-        from wenzheng.classify.model import Classifier, is_test, read_labelled
+        from wenzheng.classify.model import Classifier, read_labelled
+        from wenzheng.classify.training import merge_corrections, read_labels_topic, split
 
         config = _config(args)
-        rows = _read(read_labelled, args.data)
-        train = [r for r in rows if not is_test(r)]
-        test = [r for r in rows if is_test(r)]
+        if not args.data and not args.labels:
+            raise UsageError("give --data FILE and/or --labels")
+        rows = _read(read_labelled, args.data) if args.data else []
+        if args.labels:
+            if not config.settings.kafka.bootstrap_servers:
+                raise UsageError("--labels needs Kafka: set WENZHENG_BOOTSTRAP_SERVERS")
+            rows = merge_corrections(rows, read_labels_topic(config.settings))
+        train, test, how = split(rows)
+        print(f"training on {len(train)} records, holding out {len(test)} ({how})", file=sys.stderr)
         model = Classifier.train(train, config.settings,
                                  progress=lambda i, n: print(f"tokenised {i}/{n}", file=sys.stderr))
         metrics = model.evaluate(test) if test else {}
+        metrics["holdout"] = how
         out = model.save(args.out, metrics)
+        if args.report and test:
+            from wenzheng.classify.report import write_report
+
+            write_report(metrics, model.predict(test), test, out)
         print(json.dumps({"model": str(out), "version": model.version, "train": len(train), "test": len(test),
                           "metrics": metrics}, ensure_ascii=False, indent=2))
         return 0
@@ -164,6 +179,7 @@ class Evaluate(Command):
     def configure(self, p):
         p.add_argument("--model", required=True)
         p.add_argument("--data", action="append", required=True)
+        p.add_argument("--report", default=None, help="directory for report.md and confusion-matrix PNGs")
 
     def execute(self, args):
         from wenzheng.classify.model import Classifier, read_labelled
@@ -173,7 +189,40 @@ class Evaluate(Command):
             model = Classifier.load(args.model, config.settings)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        print(json.dumps(model.evaluate(_read(read_labelled, args.data)), ensure_ascii=False, indent=2))
+        rows = _read(read_labelled, args.data)
+        metrics = model.evaluate(rows)
+        if args.report:
+            from wenzheng.classify.report import write_report
+
+            write_report(metrics, model.predict(rows), rows, Path(args.report))
+        print(json.dumps(metrics, ensure_ascii=False, indent=2))
+        return 0
+
+
+class ModelCmd(Command):
+    name, help = "model", "promote a trained model (running classify workers switch to it) or show the current one"
+
+    def configure(self, p):
+        sub = p.add_subparsers(dest="action", required=True)
+        promote = sub.add_parser("promote", help="make DIR the model every classify worker uses")
+        promote.add_argument("dir")
+        promote.add_argument("--note", default="")
+        promote.add_argument("--config", default=None)
+        current = sub.add_parser("current", help="the promoted model")
+        current.add_argument("--config", default=None)
+
+    def execute(self, args):
+        from wenzheng.classify import registry
+
+        config = _config(args)
+        if args.action == "promote":
+            try:
+                record = registry.promote(config.settings, args.dir, args.note)
+            except (ValueError, OSError) as exc:
+                raise UsageError(str(exc)) from None
+        else:
+            record = registry.promoted(config.settings) or {"path": None, "version": "baseline"}
+        print(json.dumps(record, ensure_ascii=False))
         return 0
 
 
@@ -253,7 +302,7 @@ def _read(reader, paths):
         raise UsageError(str(exc)) from None
 
 
-COMMANDS = [Up(), Broker(), Worker(), Classify(), Train(), Evaluate(), Replay(), ConfigCmd()]
+COMMANDS = [Up(), Broker(), Worker(), Classify(), Train(), Evaluate(), ModelCmd(), Replay(), ConfigCmd()]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -75,6 +75,9 @@ class Stage(ABC):
     def health(self) -> dict:
         return {}
 
+    def between_batches(self) -> None:  # noqa: B027 — optional hook
+        """Called after each committed batch (and when idle): e.g. switch to a promoted model."""
+
 
 class StageWorker:
     def __init__(self, runtime: Runtime, stage: Stage, poll_ms: int = 500):
@@ -101,6 +104,7 @@ class StageWorker:
         log.info("stage started", extra={"stage": stage.name, "group": group, "inputs": stage.inputs()})
         try:
             while self.running:
+                stage.between_batches()
                 batch = consumer.poll(timeout_ms=self.poll_ms)
                 self._report_lag(consumer)
                 if not batch:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from pathlib import Path
 
 from wenzheng.config import LoadedConfig
 
@@ -17,13 +16,10 @@ STAGES = ("ingest", "classify", "route")
 
 
 def load_model(runtime_or_settings, model_dir: str | None = None):
-    from wenzheng.classify.model import Classifier, baseline
+    """The model a classify run uses (see wenzheng.classify.registry for the order)."""
+    from wenzheng.classify.registry import load_current
 
-    settings = getattr(runtime_or_settings, "settings", runtime_or_settings)
-    model_dir = model_dir or settings.classifier.model_dir
-    if model_dir:
-        return Classifier.load(model_dir, settings)
-    return baseline(settings, Path(settings.state.dir) / "models")
+    return load_current(getattr(runtime_or_settings, "settings", runtime_or_settings), model_dir)
 
 
 def default_port(config: LoadedConfig, kind: str) -> int:
@@ -41,9 +37,10 @@ def run(config: LoadedConfig, kind: str, port: int | None = None, model_dir: str
         from .stage import StageWorker
 
         if kind == "classify":
+            from wenzheng.classify.registry import ModelFollower
             from wenzheng.classify.stage import ClassifyStage
 
-            stage = ClassifyStage(runtime, load_model(runtime, model_dir))
+            stage = ClassifyStage(runtime, ModelFollower(runtime.settings, pinned=model_dir))
         else:
             from wenzheng.route.stage import RouteStage
 
