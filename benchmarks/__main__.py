@@ -11,19 +11,22 @@ import argparse
 import json
 import sys
 
-from . import pipeline
+from . import classify, pipeline
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="benchmarks")
-    p.add_argument("which", nargs="?", default="all", choices=["all", "pipeline", "first-case"])
-    p.add_argument("--messages", type=int, default=3000)
+    p.add_argument("which", nargs="?", default="all", choices=["all", "pipeline", "first-case", "classify"])
+    p.add_argument("--messages", type=int, default=3000, help="pipeline: transcript files dropped")
+    p.add_argument("--classify-messages", type=int, default=20000, help="classify: envelopes on the topic")
     args = p.parse_args()
     results = {}
     if args.which in ("all", "first-case"):
         results["first_case"] = pipeline.first_case()
     if args.which in ("all", "pipeline"):
         results["pipeline"] = pipeline.throughput(args.messages)
+    if args.which in ("all", "classify"):
+        results["classify"] = classify.run(args.classify_messages)
     json.dump(results, sys.stdout, ensure_ascii=False, indent=2)
     print()
     return 0
