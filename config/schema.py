@@ -174,26 +174,52 @@ class HotlineChannel(Model):
 class WeChatAccount(Model):
     appid: str
     token: SecretStr
+    """The token the callback URL is configured with (signature check)."""
     encoding_aes_key: SecretStr | None = None
+    """Safe mode (安全模式) when set: pushes are AES-encrypted with it."""
     secret: SecretStr | None = None
+    """AppSecret, for access tokens: needed to poll customer-service message records."""
     name: str = ""
+    poll: bool = False
+    """Also reconcile by polling customservice/msgrecord/getmsglist (backfill)."""
 
 
 class WeChatChannel(Model):
     enabled: bool = False
+    api_base: str = "https://api.weixin.qq.com"
+    poll_seconds: float = 3600
     accounts: dict[str, WeChatAccount] = {}
+    """Keyed by account id: the callback URL of account ``gz`` is /wechat/gz."""
+
+
+class WeiboAccount(Model):
+    uid: str
+    """The platform account's own uid: its own replies are skipped."""
+    name: str = ""
+    cookie: SecretStr | None = None
+    """m.weibo.cn session cookie of the account (mentions and comments need a login)."""
 
 
 class WeiboChannel(Model):
     enabled: bool = False
-    accounts: dict[str, dict[str, str]] = {}
+    api_base: str = "https://m.weibo.cn"
     poll_seconds: float = 60
+    max_pages: int = 5
+    """Pages fetched per poll at most; the rest wait for the next poll."""
+    accounts: dict[str, WeiboAccount] = {}
 
 
 class WebFormChannel(Model):
     enabled: bool = False
     base_url: str = ""
+    """The web-form backend's API root, polled for new and updated submissions."""
+    token: SecretStr | None = None
     poll_seconds: float = 30
+    page_size: int = 100
+    open311: bool = True
+    """Accept Open311 GeoReport v2 submissions at POST /open311/requests.json."""
+    open311_api_keys: list[SecretStr] = []
+    """Keys an Open311 client must send (``api_key``); empty: none required."""
 
 
 class Channels(Model):

@@ -52,6 +52,8 @@ def run(config: LoadedConfig, kind: str, port: int | None = None, model_dir: str
 
     service = Service(config.settings.http.host, default_port(config, kind) if port is None else port, kind)
     service.health = health
+    for method, prefix, handler in getattr(worker, "routes", list)():
+        service.add(method, prefix, handler)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())
     service.start()

@@ -34,7 +34,7 @@ from wenzheng import envelope
 from wenzheng.errors import BadMessage
 from wenzheng.privacy import pseudonym
 
-from .base import Connector
+from .base import FETCHED, Connector
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class HotlineConnector(Connector):
     def __init__(self, runtime, publisher, name: str = "hotline"):
         super().__init__(runtime, publisher, name)
         self.cfg = runtime.settings.channels.hotline
+        self.poll_seconds = self.cfg.poll_seconds
         self.dir = Path(self.cfg.drop_dir).expanduser()
         self.quarantine = self.dir / "quarantine"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -170,6 +171,7 @@ class HotlineConnector(Connector):
         if not files:
             return 0
         envelopes, dead, records, quarantined = [], [], {}, []
+        FETCHED.labels(self.name).inc(len(files))
         for path in files:
             data = path.read_bytes()
             st = path.stat()

@@ -1,10 +1,14 @@
-"""The ingest worker: every enabled connector on an APScheduler schedule."""
+"""The ingest worker: every enabled connector on an APScheduler schedule, and the
+push channels' HTTP routes on the worker's service."""
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
+from datetime import datetime, timedelta
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wenzheng.delivery import Publisher
@@ -16,41 +20,51 @@ from .hotline import HotlineConnector
 
 log = logging.getLogger(__name__)
 
-#: channel name → (connector class, how to read its enabled flag and poll interval)
+#: channel name (its section under ``channels`` in the config) → connector class
 CONNECTORS: dict[str, type[Connector]] = {"hotline": HotlineConnector}
 
 
 class IngestWorker:
     name = "ingest"
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, poll_threads: int = 16):
         self.runtime = runtime
         self.producer = make_producer(runtime.settings)
-        self.connectors: list[tuple[Connector, float]] = []
+        self.connectors: list[Connector] = []
         channels = runtime.settings.channels
+
+        def make_publisher(name: str) -> Publisher:
+            return Publisher(runtime.settings, self.producer, runtime.journal, f"ingest.{name}")
+
         for channel, cls in CONNECTORS.items():
-            cfg = getattr(channels, channel)
-            if cfg.enabled:
-                pub = Publisher(runtime.settings, self.producer, runtime.journal, f"ingest.{channel}")
-                self.connectors.append((cls(runtime, pub), cfg.poll_seconds))
-        self.scheduler = BackgroundScheduler(timezone=runtime.settings.city.timezone)
+            if getattr(channels, channel).enabled:
+                self.connectors.extend(cls.from_config(runtime, make_publisher))
+        self.scheduler = BackgroundScheduler(timezone=runtime.settings.city.timezone,
+                                             executors={"default": ThreadPoolExecutor(poll_threads)})
         self._stop = threading.Event()
 
+    def routes(self):
+        return [r for c in self.connectors for r in c.routes()]
+
     def health(self) -> dict:
-        return {"connectors": [c.name for c, _ in self.connectors]}
+        return {"connectors": len(self.connectors)}
 
     def run(self) -> None:
-        for connector, seconds in self.connectors:
-            self.scheduler.add_job(connector.run_once, "interval", seconds=seconds, id=connector.name,
-                                   max_instances=1, coalesce=True)
-            connector.run_once()  # at once, not one interval from now
+        now = datetime.now(self.scheduler.timezone)
+        for c in self.connectors:
+            every = c.poll_seconds or 2.0  # push-only connectors still drain their spool
+            # Spread the first polls over one interval so 500 accounts do not hit upstream at once.
+            first = now + timedelta(seconds=random.uniform(0, min(every, 10)))
+            self.scheduler.add_job(c.run_once, "interval", seconds=every, id=c.name, max_instances=1,
+                                   coalesce=True, next_run_time=first, jitter=every * 0.1,
+                                   misfire_grace_time=max(1, int(every)))
         self.scheduler.start()
-        log.info("ingest started", extra={"connectors": [c.name for c, _ in self.connectors]})
+        log.info("ingest started", extra={"connectors": [c.name for c in self.connectors][:20]})
         self._stop.wait()
         self.scheduler.shutdown(wait=True)  # a poll in progress finishes and checkpoints
-        for connector, _ in self.connectors:
-            connector.close()
-            connector.publisher.close(producer=False)  # shared, closed below
+        for c in self.connectors:
+            c.close()
+            c.publisher.close(producer=False)  # shared, closed below
         self.producer.close(timeout=5)
         log.info("ingest stopped")
 
