@@ -151,6 +151,9 @@ class Connector(ABC):
         self._lock = threading.Lock()  # one poll at a time per connector
         self._backoff = 0.0
         self._resume_at = 0.0
+        self._drain_lock = threading.Lock()
+        self._drain_wanted = threading.Event()
+        self._drainer: threading.Thread | None = None
 
     @classmethod
     def from_config(cls, runtime: Runtime, make_publisher: Callable[[str], Publisher]) -> list[Connector]:
@@ -195,21 +198,39 @@ class Connector(ABC):
             self._lock.release()
 
     def spool(self, envelopes: list[dict]) -> int:
-        """The push path: keep the envelopes durably and return at once; :meth:`drain` publishes them."""
+        """The push path: keep the envelopes durably and return at once; a drainer publishes them.
+
+        The drainer thread wakes at once, so a push reaches Kafka in milliseconds
+        while the broker is up; while it is down the scheduled :meth:`run_once`
+        keeps retrying with back-off."""
         added = spool_for(self.runtime).add(self.name, envelopes)
         FETCHED.labels(self.name).inc(len(envelopes))
         SPOOLED.labels(self.name).inc(added)
+        if self._drainer is None or not self._drainer.is_alive():
+            self._drainer = threading.Thread(target=self._drain_loop, name=f"drain-{self.name}", daemon=True)
+            self._drainer.start()
+        self._drain_wanted.set()
         return added
+
+    def _drain_loop(self) -> None:
+        while self._drain_wanted.wait(timeout=30):
+            self._drain_wanted.clear()
+            try:
+                self.drain()
+            except Exception as exc:  # Kafka down: the scheduled run_once retries with back-off
+                log.warning("drain failed: %s", exc, extra={"connector": self.name})
+                return
 
     def drain(self) -> int:
         """Publish what the push path spooled, then forget it (after Kafka acknowledged)."""
         spool = spool_for(self.runtime)
         total = 0
-        while batch := spool.take(self.name):
-            self.publish(batch)
-            spool.remove(self.name, [e["id"] for e in batch])
-            total += len(batch)
-        SPOOLED.labels(self.name).set(spool.count(self.name))
+        with self._drain_lock:
+            while batch := spool.take(self.name):
+                self.publish(batch)
+                spool.remove(self.name, [e["id"] for e in batch])
+                total += len(batch)
+            SPOOLED.labels(self.name).set(spool.count(self.name))
         return total
 
     def publish(self, envelopes: list[dict], dead: list[Out] = ()) -> None:
