@@ -17,11 +17,12 @@ from wenzheng.runtime import Runtime
 
 from .base import Connector
 from .hotline import HotlineConnector
+from .wechat import WeChatConnector
 
 log = logging.getLogger(__name__)
 
 #: channel name (its section under ``channels`` in the config) → connector class
-CONNECTORS: dict[str, type[Connector]] = {"hotline": HotlineConnector}
+CONNECTORS: dict[str, type[Connector]] = {"hotline": HotlineConnector, "wechat": WeChatConnector}
 
 
 class IngestWorker:

@@ -1,0 +1,421 @@
+"""WeChat official accounts (微信公众号): pushed messages, and a poll that reconciles.
+
+One connector per account under ``channels.wechat.accounts``; account ``gz``
+serves ``GET|POST /wechat/gz`` on the ingest worker (the URL configured in the
+account's developer settings, 服务器配置).
+
+**Push** (the main path). Delivery order of one callback — the guarantee lives
+in this order:
+
+1. Check the query ``signature`` = sha1(sorted(token, timestamp, nonce)); in
+   safe mode (``encrypt_type=aes``) also ``msg_signature``, which covers the
+   ciphertext. Anything unsigned or forged gets 403 and nothing is kept. (In
+   plain mode the signature does not cover the body, so a captured query can be
+   replayed with another body: configure ``encoding_aes_key`` — safe mode — for
+   any account reachable from the internet.)
+2. Decrypt (safe mode, wechatpy's WeChatCrypto) and parse the XML.
+3. Events (subscribe, unsubscribe, CLICK, VIEW, SCAN, LOCATION reports…) are
+   acknowledged and *not* published: they carry no citizen's words, and a
+   follower count is not a case.
+4. A message becomes an intake envelope with id ``wechat:<appid>:<MsgId>``;
+   what cannot be read becomes a dead letter (the body is quarantined under the
+   state directory, the dead letter carries a reference and a masked excerpt).
+5. :meth:`Connector.spool` it: fsync'd to local SQLite, ``INSERT OR IGNORE``
+   by id — WeChat's retries of the same MsgId (it waits 5 s and retries up to
+   three times) collapse here, and after publication in the delivery journal.
+6. Reply at once (``success``, or a short passive receipt, encrypted when the
+   push was). WeChat never waits for Kafka.
+7. The drainer thread — or, while Kafka is down, the scheduled ``run_once`` with
+   back-off — publishes the spool and deletes what Kafka acknowledged.
+
+Malformed input after a valid signature is answered 200 ``success`` (so WeChat
+does not retry what will never parse) and dead-lettered through the same spool,
+so a dead letter is as durable as a message and the handler never waits for
+Kafka nor answers 500.
+
+**Poll** (``poll: true`` and a ``secret``): customer-service chat records
+(``customservice/msgrecord/getmsglist``) in windows of at most 24 hours, paged
+by ``msgid``. Records carry no MsgId, so their ids are
+``wechat:<appid>:rec:<time>:<hash(openid, time, text)>``: re-polling a window
+de-duplicates against earlier polls, and a record is skipped when a push with
+the same (openid, time, text) was already taken on this machine — pushes that
+reached another machine are not known here, so an account polled for backfill
+should push to one ingest host (or accept rare doubles on reconciliation).
+Per the API's documentation, opercode 2003 (客服接收消息) is the citizen's
+message and 2002 (客服发送信息) the agent's reply; only 2003 is published.
+
+Access tokens: ``/cgi-bin/token`` invalidates the previous token of the appid
+after a grace period, so on an account whose token other systems also fetch,
+give wenzheng its own token service (or ``stable_token``) before enabling poll.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode
+
+import xmltodict
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.replies import TextReply
+from wechatpy.utils import check_signature
+
+from wenzheng import envelope
+from wenzheng.errors import BadMessage, TransientError, WenzhengError
+from wenzheng.privacy import pseudonym
+
+from .base import Connector, spool_for
+
+log = logging.getLogger(__name__)
+
+XML = "application/xml; charset=utf-8"
+PLAIN = "text/plain; charset=utf-8"
+FORBIDDEN = (403, PLAIN, b"forbidden")
+SUCCESS = (200, PLAIN, b"success")
+
+#: errcodes worth waiting for: -1 system busy, 45009 daily / 45011 minute quota reached
+TRANSIENT_CODES = {-1, 45009, 45011}
+#: errcodes that mean "this access token is no good": fetch a new one and retry once
+TOKEN_CODES = {40001, 40014, 42001}
+#: Text of media messages, which carry none (the envelope needs text; a clerk sees the attachment)
+PLACEHOLDER = {"image": "[图片]", "voice": "[语音]", "video": "[视频]", "shortvideo": "[视频]"}
+
+
+class WeChatAPIError(WenzhengError):
+    """An errcode that waiting will not fix (bad secret, API not enabled): logged, backed off."""
+
+
+def _record_key(openid: str, when: int, text: str) -> str:
+    return hashlib.sha1(f"{openid}\n{when}\n{text.strip()}".encode()).hexdigest()[:16]
+
+
+class _Seen:
+    """Pushed texts by (openid, time, text), so reconciliation skips what a push already took."""
+
+    def __init__(self, path: Path):
+        self._lock = threading.Lock()
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS seen (account TEXT, key TEXT, ms INTEGER, PRIMARY KEY (account, key))")
+
+    def add(self, account: str, key: str) -> None:
+        with self._lock:
+            self.db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", [account, key, int(time.time() * 1000)])
+
+    def has(self, account: str, key: str) -> bool:
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM seen WHERE account=? AND key=?", [account, key]).fetchone() is not None
+
+    def prune(self, days: float) -> None:
+        with self._lock:
+            self.db.execute("DELETE FROM seen WHERE ms < ?", [int((time.time() - days * 86400) * 1000)])
+
+
+_seen: dict[Path, _Seen] = {}
+_seen_lock = threading.Lock()
+
+
+def _seen_for(state_dir: Path) -> _Seen:
+    path = state_dir / "wechat-seen.sqlite3"
+    with _seen_lock:
+        if path not in _seen:
+            _seen[path] = _Seen(path)
+        return _seen[path]
+
+
+class WeChatConnector(Connector):
+    channel = "wechat"
+
+    RECEIPT = "您的留言已收到，我们将尽快转交相关部门办理。"
+    """Passive reply to a citizen's message; empty: reply ``success`` (nothing shown)."""
+    PAGE = 10000  # getmsglist's maximum ``number``
+    WINDOW = 86400  # getmsglist's longest query period
+    BACKFILL = 86400  # how far back the first poll of an account looks
+    SETTLE = 60  # records newer than this may still be on their way: the next poll takes them
+    TOKEN_MARGIN = 300  # renew the access token this long before WeChat says it expires
+    TIMEOUT = 10
+
+    def __init__(self, runtime, publisher, name: str, account_id: str, account, api_base: str, poll_seconds: float):
+        super().__init__(runtime, publisher, name)
+        self.account_id, self.account = account_id, account
+        self.appid = account.appid
+        self.token = account.token.get_secret_value()
+        aes = account.encoding_aes_key.get_secret_value() if account.encoding_aes_key else ""
+        self.crypto = WeChatCrypto(self.token, aes, self.appid) if aes else None
+        self.api_base = api_base.rstrip("/")
+        self.poll_seconds = poll_seconds
+        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
+        self._dead_spool = f"{name}#dead"  # dead letters wait in the same spool, under their own name
+        self._access_token: str | None = None
+        self._token_until = 0.0
+
+    @classmethod
+    def from_config(cls, runtime, make_publisher):
+        ch = runtime.settings.channels.wechat
+        return [cls(runtime, make_publisher(f"wechat.{aid}"), f"wechat.{aid}", aid, acct, ch.api_base,
+                    ch.poll_seconds if acct.poll else 0.0)
+                for aid, acct in ch.accounts.items()]
+
+    def routes(self):
+        path = f"/wechat/{self.account_id}"
+        return [("GET", path, self.handle), ("POST", path, self.handle)]
+
+    # --- push ------------------------------------------------------------------------
+
+    def handle(self, req) -> tuple[int, str, bytes]:
+        """One callback from WeChat (steps 1–6 of the order above)."""
+        q = {k: v[-1] for k, v in parse_qs(req.query, keep_blank_values=True).items()}
+        ts, nonce = q.get("timestamp", ""), q.get("nonce", "")
+        try:
+            check_signature(self.token, q.get("signature", ""), ts, nonce)
+        except InvalidSignatureException:
+            log.warning("refused an unsigned or forged callback", extra={"connector": self.name, "client": req.client})
+            return FORBIDDEN
+        if req.method == "GET":  # URL verification (接入验证): echo echostr
+            if "echostr" not in q:
+                return 400, PLAIN, b"echostr missing"
+            return 200, PLAIN, q["echostr"].encode()
+
+        digest = hashlib.sha256(req.body).hexdigest()[:16]
+        encrypted = q.get("encrypt_type", "raw") == "aes"
+        try:
+            outer = xmltodict.parse(req.body.decode("utf-8"))["xml"]
+            if not isinstance(outer, dict):
+                raise BadMessage("empty <xml> element")
+        except Exception as exc:
+            return self._dead_push(f"malformed XML: {exc}", digest, req.body)
+        if encrypted:
+            if self.crypto is None:
+                log.error("safe-mode push but no encoding_aes_key configured", extra={"connector": self.name})
+                return FORBIDDEN
+            try:
+                inner = self.crypto.decrypt_message(outer, q.get("msg_signature", ""), ts, nonce)
+            except InvalidSignatureException:
+                log.warning("refused a forged safe-mode callback", extra={"connector": self.name, "client": req.client})
+                return FORBIDDEN
+            except Exception as exc:  # signed, but not decryptable with our key (or not base64 at all)
+                return self._dead_push(f"cannot decrypt ({type(exc).__name__}): check encoding_aes_key",
+                                       digest, req.body)
+            try:
+                msg = xmltodict.parse(inner)["xml"]
+                if not isinstance(msg, dict):
+                    raise BadMessage("empty <xml> element")
+            except Exception as exc:
+                return self._dead_push(f"malformed XML after decryption: {exc}", digest, inner.encode())
+        else:
+            msg = outer
+
+        kind = str(msg.get("MsgType") or "").lower()
+        if kind == "event":
+            log.debug("event acknowledged", extra={"connector": self.name, "event": msg.get("Event")})
+            return SUCCESS
+        try:
+            env = self.to_envelope(msg)
+        except BadMessage as exc:
+            return self._dead_push(exc.reason, str(msg.get("MsgId") or digest), xmltodict.unparse({"xml": msg}).encode())
+        self.spool([env])
+        if self.account.poll and kind == "text":
+            _seen_for(self.runtime.state_dir).add(self.account_id, _record_key(msg["FromUserName"], int(msg["CreateTime"]), env["text"]))
+        return self._reply(msg, encrypted, nonce)
+
+    def to_envelope(self, m: dict) -> dict:
+        """An intake envelope from one decrypted push (raises BadMessage)."""
+        msg_id, openid, kind = m.get("MsgId"), m.get("FromUserName"), str(m.get("MsgType") or "").lower()
+        if not msg_id or not openid:
+            raise BadMessage("message lacks MsgId or FromUserName")
+        try:
+            posted = datetime.fromtimestamp(int(m.get("CreateTime")), envelope.TZ)
+        except (TypeError, ValueError):
+            raise BadMessage(f"bad CreateTime {m.get('CreateTime')!r}") from None
+        text, attachments, location = "", [], None
+        if kind == "text":
+            text = m.get("Content") or ""
+        elif kind == "image":
+            text = PLACEHOLDER[kind]
+            attachments = [{"kind": "image", "url": m.get("PicUrl"), "media_id": m.get("MediaId")}]
+        elif kind == "voice":  # Recognition is there when the account enabled 语音识别
+            text = (m.get("Recognition") or "").strip() or PLACEHOLDER[kind]
+            attachments = [{"kind": "voice", "media_id": m.get("MediaId"), "format": m.get("Format")}]
+        elif kind in ("video", "shortvideo"):
+            text = PLACEHOLDER[kind]
+            attachments = [{"kind": "video", "media_id": m.get("MediaId"), "thumb_media_id": m.get("ThumbMediaId")}]
+        elif kind == "location":
+            try:
+                lat, lon = float(m["Location_X"]), float(m["Location_Y"])
+            except (KeyError, TypeError, ValueError):
+                raise BadMessage("location without Location_X/Location_Y") from None
+            label = (m.get("Label") or "").strip()
+            location = {"text": label, "lat": lat, "lon": lon, "scale": m.get("Scale")}
+            text = f"[位置] {label}" if label else f"[位置] {lat},{lon}"
+        elif kind == "link":
+            text = "\n".join(s for s in (m.get("Title"), m.get("Description")) if s) or "[链接]"
+            attachments = [{"kind": "link", "url": m.get("Url")}]
+        else:
+            raise BadMessage(f"unsupported MsgType {kind!r}")
+        return envelope.make(
+            channel="wechat", account=self.account_id, source_id=f"{self.appid}:{msg_id}", text=text,
+            posted_at=posted, author=pseudonym(self.key, "wechat", openid), attachments=attachments,
+            location=location, pii={"openid": openid}, raw=m,
+        )
+
+    def _reply(self, m: dict, encrypted: bool, nonce: str) -> tuple[int, str, bytes]:
+        if not self.RECEIPT:
+            return SUCCESS
+        reply = TextReply(source=m.get("ToUserName"), target=m.get("FromUserName"), content=self.RECEIPT,
+                          time=int(time.time())).render()
+        if encrypted:
+            reply = self.crypto.encrypt_message(reply, nonce or "wenzheng")
+        return 200, XML, reply.encode()
+
+    def _dead_push(self, reason: str, ref: str, body: bytes) -> tuple[int, str, bytes]:
+        """Quarantine a signed but unreadable body, spool its dead letter, answer ``success``."""
+        qdir = self.runtime.state_dir / "quarantine" / self.name
+        qdir.mkdir(parents=True, exist_ok=True)
+        qfile = qdir / f"{hashlib.sha256(body).hexdigest()[:16]}.xml"
+        qfile.write_bytes(body)
+        out = self.dead(reason, f"wechat:{self.appid}:{ref}",
+                        {"account": self.account_id, "quarantine": str(qfile.relative_to(self.runtime.state_dir))},
+                        body[:300].decode("utf-8", "replace"))
+        spool_for(self.runtime).add(self._dead_spool, [out.value])
+        self.spool([])  # nothing to add: wakes the drainer
+        return SUCCESS
+
+    def drain(self) -> int:
+        """The base drain (messages), then this account's spooled dead letters."""
+        n = super().drain()
+        spool = spool_for(self.runtime)
+        with self._drain_lock:
+            while batch := spool.take(self._dead_spool):
+                self.publish([], [self._dead_out(v) for v in batch])
+                spool.remove(self._dead_spool, [v["id"] for v in batch])
+        return n
+
+    def _dead_out(self, value: dict):
+        from wenzheng.delivery import Out
+
+        return Out(self.runtime.topics.deadletter, f"{value['stage']}:{value['id']}", value)
+
+    # --- poll ------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Reconcile: fetch customer-service records window by window, publish, checkpoint.
+
+        The checkpoint holds the window start and the msgid cursor inside it, and
+        moves only after Kafka acknowledged the page (base.py's order)."""
+        if not (self.account.poll and self.account.secret):
+            return 0
+        st = self.checkpoint.state
+        horizon = int(time.time()) - self.SETTLE
+        start = int(st.get("start") or horizon - self.BACKFILL)
+        published = 0
+        while start < horizon:
+            end = min(start + self.WINDOW, horizon)
+            msgid = int(st.get("msgid") or 1) if st.get("start") == start else 1
+            while True:
+                doc = self._api("/customservice/msgrecord/getmsglist",
+                                {"starttime": start, "endtime": end, "msgid": msgid, "number": self.PAGE})
+                records = doc.get("recordlist") or []
+                envs, dead = self._from_records(records)
+                self.publish(envs, dead)
+                published += len(envs)
+                if len(records) < self.PAGE:
+                    break
+                # The next page starts at the returned msgid. Whether the API counts it inclusively is
+                # not documented: a repeated record has the same id and is dropped by the journal.
+                msgid = max(int(doc.get("msgid") or 0), msgid + 1)
+                st.update(start=start, msgid=msgid)
+                self.checkpoint.save()
+            # Windows overlap by one second (inclusive bounds); the ids absorb the overlap.
+            start = end
+            st.update(start=start, msgid=1)
+            self.checkpoint.save()
+        _seen_for(self.runtime.state_dir).prune(self.runtime.settings.state.dedup_retention_days)
+        return published
+
+    def _from_records(self, records: list) -> tuple[list[dict], list]:
+        envs, dead, seen = [], [], _seen_for(self.runtime.state_dir)
+        for r in records:
+            if not isinstance(r, dict) or r.get("opercode") != 2003:
+                continue  # 2002: the agent's words
+            openid, when, text = r.get("openid"), r.get("time"), str(r.get("text") or "")
+            if not openid or not isinstance(when, int) or not text.strip():
+                ref = hashlib.sha256(json.dumps(r, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+                dead.append(self.dead("chat record lacks openid, time or text", f"wechat:{self.appid}:rec:{ref}",
+                                      {"account": self.account_id, "api": "getmsglist"}, text))
+                continue
+            key = _record_key(openid, when, text)
+            if seen.has(self.account_id, key):
+                continue  # a push already took it
+            envs.append(envelope.make(
+                channel="wechat", account=self.account_id, source_id=f"{self.appid}:rec:{when}:{key}",
+                text=text, posted_at=datetime.fromtimestamp(when, envelope.TZ),
+                author=pseudonym(self.key, "wechat", openid), pii={"openid": openid},
+                context=f"客服 {r.get('worker') or ''}".strip(), raw=r,
+            ))
+        return envs, dead
+
+    def _api(self, path: str, body: dict, retried: bool = False) -> dict:
+        url = f"{self.api_base}{path}?{urlencode({'access_token': self._token()})}"
+        doc = self._http(url, path, body)
+        if doc.get("errcode") in TOKEN_CODES and not retried:
+            log.info("access token refused (errcode %s), renewing", doc["errcode"], extra={"connector": self.name})
+            self._access_token = None
+            return self._api(path, body, retried=True)
+        self._check(doc, path)
+        return doc
+
+    def _token(self) -> str:
+        """The cached access token, fetched again shortly before WeChat's expires_in."""
+        if self._access_token and time.monotonic() < self._token_until:
+            return self._access_token
+        query = urlencode({"grant_type": "client_credential", "appid": self.appid,
+                           "secret": self.account.secret.get_secret_value()})
+        doc = self._http(f"{self.api_base}/cgi-bin/token?{query}", "/cgi-bin/token")
+        self._check(doc, "/cgi-bin/token")
+        ttl = int(doc.get("expires_in") or 7200)
+        self._access_token = doc["access_token"]
+        self._token_until = time.monotonic() + max(0, ttl - min(self.TOKEN_MARGIN, ttl // 2))
+        return self._access_token
+
+    def _check(self, doc: dict, what: str) -> None:
+        code = doc.get("errcode") or 0
+        if code == 0:
+            return
+        msg = f"WeChat {what}: errcode {code} {doc.get('errmsg', '')}".strip()
+        raise (TransientError if code in TRANSIENT_CODES else WeChatAPIError)(msg)
+
+    def _http(self, url: str, what: str, body: dict | None = None) -> dict:
+        """GET (or POST JSON) and decode; errors name the path only, never the token or secret."""
+        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                     headers={"Content-Type": "application/json; charset=utf-8"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.TIMEOUT) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            kind = TransientError if exc.code >= 500 or exc.code == 429 else WeChatAPIError
+            raise kind(f"WeChat {what}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise TransientError(f"WeChat {what}: {getattr(exc, 'reason', exc)}") from None
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise TransientError(f"WeChat {what}: not JSON") from None
+        if not isinstance(doc, dict):
+            raise TransientError(f"WeChat {what}: not a JSON object")
+        return doc
+
+
+# Registration: wenzheng.ingest.worker imports the connectors it runs; it needs
+#     CONNECTORS["wechat"] = WeChatConnector
+# (done there, not here: importing this module must not change the worker's table).
