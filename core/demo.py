@@ -1,13 +1,31 @@
-"""Sample traffic for `wenzheng up --demo`: corpus messages as 12345 call transcripts."""
+"""Sample traffic for `wenzheng up --demo`: the packaged corpus, each message sent
+through the channel it was written for — 12345 call transcripts dropped as files,
+WeChat pushes signed and encrypted to our own callback, and (where their fakes are
+present) Weibo mentions and web-form submissions served by fake upstreams on
+127.0.0.1 that the connectors poll."""
 
 from __future__ import annotations
 
+import json
+import logging
+import random
 import re
+import shutil
+import threading
+import time
 from datetime import datetime
+from pathlib import Path
+
+import yaml
 
 from .envelope import iso
 
+log = logging.getLogger(__name__)
+
 _TURN = re.compile(r"(坐席|话务员|客服|接线员|市民|来电人)\s*[:：]")
+DEMO_TOKEN = "wenzhengdemo"
+DEMO_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters, as WeChat issues them
+DEMO_APPID = "wxdemo00000000000"
 
 
 def to_call(row: dict, i: int) -> dict:
@@ -30,3 +48,60 @@ def to_call(row: dict, i: int) -> dict:
         "title": row.get("title") or "",
         "turns": turns,
     }
+
+
+def samples() -> list[dict]:
+    from wenzheng.classify.model import corpus_files, read_labelled
+
+    rows = read_labelled(corpus_files())
+    random.Random(7).shuffle(rows)
+    return rows
+
+
+def demo_config(config_dir: Path, out: Path) -> Path:
+    """The user's configuration with a demo WeChat account (safe mode) enabled."""
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(config_dir, out)
+    path = out / "channels.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    channels = doc.setdefault("channels", {})
+    channels["wechat"] = {"enabled": True, "accounts": {"demo": {
+        "appid": DEMO_APPID, "token": DEMO_TOKEN, "encoding_aes_key": DEMO_AES_KEY, "name": "问政赣州（演示）"}}}
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return out
+
+
+class Feeder:
+    """Sends one corpus message after another through its channel, at ``rate`` per second."""
+
+    def __init__(self, settings, ingest_port: int):
+        self.drop = Path(settings.channels.hotline.drop_dir).expanduser()
+        self.wechat_url = f"http://127.0.0.1:{ingest_port}/wechat/demo"
+        self.sent: dict[str, int] = {}
+
+    def run(self, stop: threading.Event, rate: float) -> None:
+        from wenzheng.ingest.fakes.wechat import PushClient, text_xml
+
+        self.drop.mkdir(parents=True, exist_ok=True)
+        push = PushClient(self.wechat_url, DEMO_TOKEN, DEMO_APPID, DEMO_AES_KEY)
+        run = time.strftime("%Y%m%d%H%M%S")
+        for i, row in enumerate(samples()):
+            if stop.is_set():
+                return
+            channel = "wechat" if row.get("channel") in ("wechat", "weibo") else "hotline"
+            try:
+                if channel == "wechat":
+                    status, _ = push.push(text_xml(row["text"], msg_id=int(run) * 100000 + i,
+                                                   from_user=f"oDEMO{i % 97:04d}"), encrypt=True)
+                    if status != 200:
+                        raise OSError(f"callback answered {status}")
+                else:
+                    call = dict(to_call(row, i), call_id=f"DEMO-{run}-{i:05d}")
+                    tmp = self.drop / f".{call['call_id']}.json.tmp"
+                    tmp.write_text(json.dumps(call, ensure_ascii=False), encoding="utf-8")
+                    tmp.replace(self.drop / f"{call['call_id']}.json")  # appears complete, never half-written
+                self.sent[channel] = self.sent.get(channel, 0) + 1
+            except OSError as exc:  # the ingest worker is (re)starting: WeChat would retry too
+                log.info("demo %s message not delivered yet: %s", channel, exc)
+            stop.wait(1 / rate)

@@ -4,10 +4,8 @@ order (stages first, so they finish their batch and commit; the broker last)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -76,6 +74,7 @@ class Summary:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
         self.counts: Counter[str] = Counter()
+        self.channels: Counter[str] = Counter()
         self.first_routed_at: float | None = None
         self.c = make_consumer(runtime.settings, group=None, client_id="wenzheng-summary")
         t = runtime.topics
@@ -87,6 +86,8 @@ class Summary:
     def update(self) -> None:
         for tp, recs in self.c.poll(timeout_ms=200, max_records=5000).items():
             self.counts[tp.topic] += len(recs)
+            if tp.topic == self.rt.topics.intake:
+                self.channels.update(r.key.split(b":", 1)[0].decode() for r in recs if r.key)
             if tp.topic == self.rt.topics.triage or ".office." in tp.topic:
                 self.first_routed_at = self.first_routed_at or time.time()
 
@@ -102,6 +103,7 @@ class Summary:
             f"wenzheng — {self.rt.settings.city.name} — {time.time() - started:5.0f}s",
             f"  intake {c[t.intake]:6d}   classified {c[t.classified]:6d}   routed to offices {routed:6d}"
             f"   triage {c[t.triage]:5d}   dead letters {c[t.deadletter]:4d}",
+            "  by channel: " + ", ".join(f"{k} {v}" for k, v in sorted(self.channels.items())),
         ]
         if self.first_routed_at:
             lines.append(f"  first routed case after {self.first_routed_at - started:.1f}s")
@@ -109,31 +111,6 @@ class Summary:
             oid = topic.rsplit(".office.", 1)[1]
             lines.append(f"  {n:5d}  {names[oid].name if oid in names else oid}  ({topic})")
         return "\n".join(lines)
-
-
-def demo_samples() -> list[dict]:
-    """Transcripts built from the packaged corpus: real-looking calls, in random order."""
-    from wenzheng.classify.model import corpus_files, read_labelled
-
-    from .demo import to_call
-
-    rows = read_labelled(corpus_files())
-    random.Random(7).shuffle(rows)
-    return [to_call(r, i) for i, r in enumerate(rows)]
-
-
-def feed(drop_dir: Path, stop: threading.Event, rate: float) -> None:
-    drop_dir.mkdir(parents=True, exist_ok=True)
-    samples = demo_samples()
-    run = time.strftime("%Y%m%d%H%M%S")
-    for i, call in enumerate(samples):
-        if stop.is_set():
-            return
-        call = dict(call, call_id=f"DEMO-{run}-{i:05d}")
-        tmp = drop_dir / f".{call['call_id']}.json.tmp"
-        tmp.write_text(json.dumps(call, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(drop_dir / f"{call['call_id']}.json")  # appears complete, never half-written
-        stop.wait(1 / rate)
 
 
 def _check_ports(config: LoadedConfig) -> None:
@@ -153,6 +130,13 @@ def _check_ports(config: LoadedConfig) -> None:
 def run_up(config: LoadedConfig, demo: bool = False, duration: float | None = None, rate: float = 2.0) -> int:
     started = time.time()
     _check_ports(config)
+    if demo:
+        from wenzheng.config import load
+
+        from .demo import demo_config
+
+        state = Path(config.settings.state.dir).expanduser()
+        config = load(demo_config(config.directory, state / "demo-config"))
     state = Path(config.settings.state.dir).expanduser()
     state.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -178,8 +162,10 @@ def run_up(config: LoadedConfig, demo: bool = False, duration: float | None = No
             sup.spawn(kind)
         summary = Summary(runtime) if demo else None
         if demo:
-            drop = Path(config.settings.channels.hotline.drop_dir).expanduser()
-            threading.Thread(target=feed, args=(drop, stop, rate), daemon=True, name="demo-feed").start()
+            from .demo import Feeder
+
+            feeder = Feeder(config.settings, default_port(config, "ingest"))
+            threading.Thread(target=feeder.run, args=(stop, rate), daemon=True, name="demo-feed").start()
         last_print = 0.0
         tty = sys.stdout.isatty()
         while not stop.is_set():

@@ -20,6 +20,8 @@ def test_up_demo_routes_cases_within_a_minute_and_stops_cleanly(tmp_path):
     assert first and first[-1] < 60
     routed, triage = map(int, re.findall(r"routed to offices\s+(\d+)\s+triage\s+(\d+)", out.stdout)[-1])
     assert routed > 0 and routed + triage >= 20
+    channels = dict(re.findall(r"(\w+) (\d+)", re.findall(r"by channel: (.*)", out.stdout)[-1]))
+    assert int(channels.get("hotline", 0)) > 0 and int(channels.get("wechat", 0)) > 0
     assert re.search(r"\d+\s+\S+(局|委员会|办公室|中心)\s+\(\S+\.office\.", out.stdout)  # offices by name
     logs = tmp_path / "state" / "logs"
     for stage in ("ingest", "classify", "route"):
