@@ -18,11 +18,16 @@ from wenzheng.runtime import Runtime
 from .base import Connector
 from .hotline import HotlineConnector
 from .wechat import WeChatConnector
+from .weibo import WeiboConnector
 
 log = logging.getLogger(__name__)
 
 #: channel name (its section under ``channels`` in the config) → connector class
-CONNECTORS: dict[str, type[Connector]] = {"hotline": HotlineConnector, "wechat": WeChatConnector}
+CONNECTORS: dict[str, type[Connector]] = {
+    "hotline": HotlineConnector,
+    "wechat": WeChatConnector,
+    "weibo": WeiboConnector,
+}
 
 
 class IngestWorker:

@@ -1,0 +1,146 @@
+"""One ingest worker keeping 500 Weibo accounts polled every 60 s, against the fake m.weibo.cn.
+
+    python -m benchmarks.ingest_weibo [--accounts 500] [--poll-seconds 60] [--cycles 2]
+
+The embedded broker runs as its own process; the fake and the worker (an in-process
+:class:`IngestWorker`, its APScheduler and 16 poll threads) run in this one. Each
+account starts with a backlog (mentions, comments on its posts, some long, some
+its own) and gets ``--growth`` new mentions a minute. Figures, printed as JSON:
+
+* ``cycles``: per poll cycle (every account polled once), the wall time from the
+  first poll's start to the last one's end — it includes the scheduler's
+  deliberate spread of first polls over 10 s and its ±10 % jitter — with the
+  messages published and the p50/p95/max time of one account's poll.
+* ``messages_per_second``: published over the whole run, and within cycle 1 (the backlog).
+* ``worker_cpu_percent``: this process's CPU time (user+sys) less the fake's
+  request threads' CPU, over the run's wall time (100 % = one core); ``rss_mb`` at
+  the end and its peak (the fake's data is in it too, a few MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from wenzheng.broker import EmbeddedBroker, free_port
+from wenzheng.config import DEFAULT_DIR, load
+from wenzheng.ingest.fakes.weibo import FakeWeibo
+from wenzheng.ingest.weibo import WeiboConnector
+from wenzheng.runtime import Runtime
+
+
+def _config(root: Path, bootstrap: str, api_base: str, uids: list[str], poll_seconds: float, cookie) -> Path:
+    cfg = root / "config"
+    cfg.mkdir(parents=True)
+    for f in DEFAULT_DIR.glob("*.yaml"):
+        shutil.copy(f, cfg / f.name)
+    runtime = {"kafka": {"bootstrap_servers": [bootstrap]}, "http": {"port": free_port()},
+               "state": {"dir": str(root / "state")}}
+    (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime), encoding="utf-8")
+    accounts = {f"gz{i:03d}": {"uid": uid, "cookie": cookie(uid)} for i, uid in enumerate(uids)}
+    channels = {"channels": {"hotline": {"enabled": False, "drop_dir": str(root / "drop")},
+                             "weibo": {"enabled": True, "api_base": api_base, "poll_seconds": poll_seconds,
+                                       "max_pages": 5, "accounts": accounts}}}
+    (cfg / "channels.yaml").write_text(yaml.safe_dump(channels, allow_unicode=True), encoding="utf-8")
+    return cfg
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 3) if s else 0.0
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def run(accounts: int = 500, poll_seconds: float = 60, cycles: int = 2, growth: float = 1.0) -> dict:
+    import wenzheng.ingest.worker as worker_mod
+
+    worker_mod.CONNECTORS["weibo"] = WeiboConnector  # in-process registration (see ingest/weibo.py)
+    uids = [str(3_000_000_000 + i) for i in range(accounts)]
+    polls: dict[str, list[tuple[float, float, int]]] = {}
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker, \
+            FakeWeibo(growth_per_minute=growth, lifetime=0) as fake:
+        for uid in uids:
+            fake.account(uid)  # generated before the clock starts
+        cfg = _config(Path(tmp), broker.bootstrap, fake.url, uids, poll_seconds, fake.cookie)
+        runtime = Runtime(load(cfg)).connect()
+        worker = worker_mod.IngestWorker(runtime)
+        for c in worker.connectors:
+            def timed(c=c, inner=c.run_once):
+                t0 = time.monotonic()
+                n = inner()
+                with lock:
+                    polls.setdefault(c.name, []).append((t0, time.monotonic(), n))
+                return n
+            c.run_once = timed
+        ru0, cpu_fake0, t0 = resource.getrusage(resource.RUSAGE_SELF), fake.cpu_seconds, time.monotonic()
+        thread = threading.Thread(target=worker.run, name="ingest-worker", daemon=True)
+        thread.start()
+        deadline = t0 + 15 + cycles * poll_seconds * 1.2
+        while time.monotonic() < deadline:
+            with lock:
+                done = len(polls) == accounts and all(len(p) >= cycles for p in polls.values())
+            if done:
+                break
+            time.sleep(0.5)
+        wall = time.monotonic() - t0
+        ru1, cpu_fake = resource.getrusage(resource.RUSAGE_SELF), fake.cpu_seconds - cpu_fake0
+        worker.stop()
+        thread.join(60)
+        requests = fake.count()
+        runtime.journal.close()
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    per_cycle = []
+    for k in range(cycles):
+        runs = [p[k] for p in polls.values() if len(p) > k]
+        if not runs:
+            break
+        span = max(e for _, e, _ in runs) - min(s for s, _, _ in runs)
+        per_cycle.append({"cycle": k + 1, "accounts_polled": len(runs), "seconds": round(span, 2),
+                          "published": sum(n for _, _, n in runs),
+                          "poll_p50_s": _pct([e - s for s, e, _ in runs], 0.5),
+                          "poll_p95_s": _pct([e - s for s, e, _ in runs], 0.95),
+                          "poll_max_s": _pct([e - s for s, e, _ in runs], 1.0)})
+    total = sum(n for p in polls.values() for _, _, n in p)
+    return {
+        "accounts": accounts, "poll_seconds": poll_seconds, "cycles": per_cycle,
+        "published_total": total, "messages_per_second": round(total / wall, 1),
+        "backlog_messages_per_second": round(per_cycle[0]["published"] / per_cycle[0]["seconds"], 1)
+        if per_cycle and per_cycle[0]["seconds"] else None,
+        "wall_s": round(wall, 1), "upstream_requests": requests,
+        "worker_cpu_percent": round(100 * max(0.0, cpu - cpu_fake) / wall, 1),
+        "fake_cpu_percent": round(100 * cpu_fake / wall, 1),
+        "rss_mb": _rss_mb(), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks.ingest_weibo")
+    p.add_argument("--accounts", type=int, default=500)
+    p.add_argument("--poll-seconds", type=float, default=60)
+    p.add_argument("--cycles", type=int, default=2)
+    p.add_argument("--growth", type=float, default=1.0, help="new mentions per account per minute")
+    args = p.parse_args(argv)
+    result = run(args.accounts, args.poll_seconds, args.cycles, args.growth)
+    json.dump({"ingest_weibo": result}, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
