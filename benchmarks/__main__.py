@@ -11,12 +11,12 @@ import argparse
 import json
 import sys
 
-from . import classify, pipeline
+from . import classify, ingest_weibo, pipeline
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="benchmarks")
-    p.add_argument("which", nargs="?", default="all", choices=["all", "pipeline", "first-case", "classify"])
+    p.add_argument("which", nargs="?", default="all", choices=["all", "pipeline", "first-case", "classify", "weibo"])
     p.add_argument("--messages", type=int, default=3000, help="pipeline: transcript files dropped")
     p.add_argument("--classify-messages", type=int, default=20000, help="classify: envelopes on the topic")
     args = p.parse_args()
@@ -25,6 +25,8 @@ def main() -> int:
         results["first_case"] = pipeline.first_case()
     if args.which in ("all", "pipeline"):
         results["pipeline"] = pipeline.throughput(args.messages)
+    if args.which in ("all", "weibo"):
+        results["weibo_500_accounts"] = ingest_weibo.run()
     if args.which in ("all", "classify"):
         results["classify"] = classify.run(args.classify_messages)
     json.dump(results, sys.stdout, ensure_ascii=False, indent=2)
