@@ -1,9 +1,30 @@
-"""The classifier: jieba words → TF-IDF → one linear head per labelled field.
+"""The classifier: normalised text → jieba words + character bigrams → TF-IDF →
+one calibrated linear head per labelled field.
 
-A model directory holds ``model.pkl`` (the vectorizer and the heads),
-``meta.json`` (version, labels, data hash, code version) and ``metrics.json``.
-Category and type come from the heads; jurisdiction from the place names in the
-text first, and from a head only where no place name decides it.
+Choices, each measured on the packaged corpus (5-fold cross-validation on the
+training split, then the fixed test split; the figures are in the issue note):
+
+* features: jieba words (HMM off, user dictionary of place names and domain
+  terms) plus character bigrams of the Chinese runs — the bigrams add 3–4 points
+  of macro-F1 to both heads and cover typos and words the dictionary lacks;
+  sublinear tf, ``min_df=2`` (a word seen once is noise, and often a name or an
+  address that has no business in a model file), ``max_df=0.5``;
+* heads: LinearSVC (``C=1``, ``class_weight='balanced'``) with sigmoid (Platt)
+  calibration fitted on out-of-fold scores (``CalibratedClassifierCV``,
+  ``ensemble=False``), then reduced to a ``LinearHead`` (weights + two numbers
+  per class). As accurate as logistic regression, SGD or complement naive Bayes,
+  and its confidence is calibrated (expected calibration error about 0.06 for
+  the category and 0.04 for the type, against 0.13–0.36 for balanced logistic
+  regression and 0.6 for naive Bayes), so ``routing.min_confidence`` means what
+  it says;
+* jurisdiction: the place names in the text first (``places.PlaceResolver``);
+  the jurisdiction head is trained only on the records no place name decides,
+  and answers only for those.
+
+A model directory holds ``model.pkl`` (the vectorizer, the heads, the feature
+parameters, the user words and the place resolver), ``meta.json`` (version,
+labels, data hash, code version, parameters) and ``metrics.json``. Every callable
+in the pickle is a module-level function, so a model loads in any process.
 """
 
 from __future__ import annotations
@@ -12,15 +33,21 @@ import csv
 import hashlib
 import io
 import json
+import os
 import pickle
 import time
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
 
 from wenzheng.config import UNKNOWN, Settings
 
@@ -29,7 +56,21 @@ from .places import PlaceResolver
 
 FIELDS = ("category", "type", "jurisdiction")
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
-FORMAT = 1
+FORMAT = 2
+TIME_FIELDS = ("posted_at", "created_at", "time", "date")
+
+# The measured defaults (see the module docstring); ``Classifier.train(params=…)``
+# overrides any of them.
+DEFAULT_PARAMS = {
+    "chars": 2,            # character n-gram length added to the words (0: words only)
+    "min_df": 2,           # on corpora of fewer than ``small`` records: 1
+    "max_df": 0.5,         # on corpora of fewer than ``small`` records: 1.0
+    "small": 100,
+    "C": 1.0,              # LinearSVC regularisation
+    "folds": 5,            # calibration folds (fewer when a class has fewer examples) …
+    "large": 20000,        # … and 3, run in parallel, for a head of this many records or more
+    "min_class": 3,        # labels with fewer examples are repeated up to this many
+}
 
 
 def code_version() -> str:
@@ -61,6 +102,8 @@ def read_labelled(paths: list[str | Path]) -> list[dict]:
                     except json.JSONDecodeError as exc:
                         raise ValueError(f"{p}:{n}: not JSON: {exc.msg}") from None
     for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise ValueError(f"record {i + 1} is not an object")
         if not str(r.get("text") or "").strip():
             raise ValueError(f"record {i + 1} has no text")
     return rows
@@ -76,6 +119,32 @@ def is_test(record: dict) -> bool:
     return hashlib.sha1(key.encode("utf-8")).digest()[0] % 5 == 0
 
 
+def split_holdout(rows: list[dict], fraction: float = 0.2) -> tuple[list[dict], list[dict]]:
+    """(train, test). Time-ordered when every record carries a time (``posted_at``,
+    ``created_at``, ``time`` or ``date``, the first that all have): the latest
+    ``fraction`` is the test, as the model will meet messages newer than its
+    history. Otherwise the fixed hash split of ``is_test`` (one in five)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be between 0 and 1, not {fraction!r}")
+    field = next((f for f in TIME_FIELDS if rows and all(r.get(f) not in (None, "") for r in rows)), None)
+    if field is None:
+        return [r for r in rows if not is_test(r)], [r for r in rows if is_test(r)]
+    ordered = sorted(rows, key=lambda r: _time_key(r[field]))
+    cut = int(len(ordered) * (1 - fraction))
+    return ordered[:cut], ordered[cut:]
+
+
+def _time_key(value) -> tuple:
+    """Numbers (epoch seconds) sort as numbers, anything else as ISO-like text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, float(value), "")
+    s = str(value).strip()
+    try:
+        return (0, float(s), "")
+    except ValueError:
+        return (1, 0.0, s.replace("T", " ").replace("/", "-"))
+
+
 def data_hash(rows: list[dict]) -> str:
     h = hashlib.sha256()
     for r in rows:
@@ -85,6 +154,13 @@ def data_hash(rows: list[dict]) -> str:
 
 def _doc(r: dict) -> str:
     return f"{r.get('title') or ''} {r.get('text') or ''}".strip()
+
+
+def _label(value) -> str | None:
+    if value is None:
+        return None
+    s = str(value).strip()
+    return s or None
 
 
 @dataclass
@@ -97,48 +173,142 @@ class Prediction:
     jurisdiction_source: str
 
 
+class LinearHead:
+    """A fitted head reduced to what prediction needs: the linear SVM's weights and, per class,
+    the sigmoid (Platt) calibration of its score; probabilities are normalised over the
+    classes, as ``CalibratedClassifierCV`` does. Same numbers, a fraction of the cost
+    per batch, and a small pickle."""
+
+    def __init__(self, coef, intercept, a, b, classes):
+        self.coef_ = np.ascontiguousarray(coef, dtype=np.float32)
+        self.intercept_ = np.asarray(intercept, dtype=np.float32)
+        self.a_ = np.asarray(a, dtype=np.float64)
+        self.b_ = np.asarray(b, dtype=np.float64)
+        self.classes_ = np.asarray(classes)
+
+    @classmethod
+    def from_calibrated(cls, fitted: CalibratedClassifierCV) -> LinearHead:
+        (cc,) = fitted.calibrated_classifiers_
+        est = cc.estimator
+        if list(est.classes_) != list(fitted.classes_):
+            raise ValueError("the calibrated estimator does not know every class")
+        a = [c.a_ for c in cc.calibrators]
+        b = [c.b_ for c in cc.calibrators]
+        return cls(est.coef_, est.intercept_, a, b, fitted.classes_)
+
+    def predict_proba(self, X) -> np.ndarray:
+        scores = np.asarray(X @ self.coef_.T, dtype=np.float64) + self.intercept_
+        p = 1.0 / (1.0 + np.exp(np.clip(self.a_ * scores + self.b_, -500, 500)))
+        if len(self.classes_) == 2:
+            return np.hstack([1.0 - p, p])
+        total = p.sum(axis=1, keepdims=True)
+        return np.divide(p, total, out=np.full_like(p, 1.0 / p.shape[1]), where=total > 0)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def make_head(y: list[str], params: dict) -> CalibratedClassifierCV:
+    """A LinearSVC whose scores are calibrated (sigmoid, on out-of-fold scores) for labels ``y``."""
+    large = len(y) >= params["large"]
+    k = max(2, min(3 if large else params["folds"], min(Counter(y).values())))
+    svc = LinearSVC(C=params["C"], class_weight="balanced", max_iter=5000)
+    return CalibratedClassifierCV(svc, method="sigmoid", ensemble=False,
+                                  cv=StratifiedKFold(k, shuffle=True, random_state=0),
+                                  n_jobs=min(k, os.cpu_count() or 1) if large else None)
+
+
 class Classifier:
     def __init__(self, vectorizer, heads: dict, meta: dict, places: PlaceResolver | None):
         self.vectorizer, self.heads, self.meta, self.places = vectorizer, heads, meta, places
+        self.params = {**DEFAULT_PARAMS, "chars": 0, **meta.get("params", {})}
 
     @property
     def version(self) -> str:
         return self.meta["version"]
 
+    # -- features -----------------------------------------------------------------
+
+    def _prepare(self, records: list[dict], progress=None) -> tuple[list[list[str]], list[str]]:
+        """(features, cleaned text) of each record: one normalisation and one jieba pass, shared
+        by every head and by the place resolver."""
+        chars = self.params["chars"]
+        feats, cleaned = [], []
+        n = len(records)
+        for i, r in enumerate(records):
+            c = textmod.clean(_doc(r))
+            cleaned.append(c)
+            feats.append(textmod.features(textmod._strip(c), chars))
+            if progress and ((i + 1) % 1000 == 0 or i + 1 == n):
+                progress(i + 1, n)
+        return feats, cleaned
+
+    # -- training -----------------------------------------------------------------
+
     @classmethod
-    def train(cls, rows: list[dict], settings: Settings | None, *, progress=None) -> Classifier:
+    def train(cls, rows: list[dict], settings: Settings | None, *, progress=None,
+              params: dict | None = None) -> Classifier:
+        if not rows:
+            raise ValueError("no records to train on")
+        unknown = set(params or {}) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise ValueError(f"unknown model parameters: {', '.join(sorted(unknown))}")
+        p = {**DEFAULT_PARAMS, **(params or {})}
         places = PlaceResolver(settings) if settings else None
         if places:
             textmod.add_words(places.words())
-        docs = [_doc(r) for r in rows]
-        tokens = []
-        for i, d in enumerate(docs):
-            tokens.append(textmod.tokenize(d))
-            if progress and (i + 1) % 1000 == 0:
-                progress(i + 1, len(docs))
-        vec = TfidfVectorizer(analyzer=textmod.identity, sublinear_tf=True, min_df=1, max_df=0.9)
-        X = vec.fit_transform(tokens)
-        heads = {}
+        model = cls(None, {}, {"version": "", "params": p}, places)
+        feats, cleaned = model._prepare(rows, progress)
+        small = len(rows) < p["small"]
+        vec = TfidfVectorizer(analyzer=textmod.identity, sublinear_tf=True, dtype=np.float32,
+                              min_df=1 if small else p["min_df"], max_df=1.0 if small else p["max_df"])
+        try:
+            X = vec.fit_transform(feats)
+        except ValueError as exc:
+            raise ValueError(f"no usable words in the training records ({exc})") from None
+        decided = [places.resolve(c)[0] != UNKNOWN for c in cleaned] if places else [False] * len(rows)
+        heads, rare_labels = {}, {}
         for field in FIELDS:
-            labelled = [i for i, r in enumerate(rows) if r.get(field) not in (None, "")]
-            labels = {rows[i][field] for i in labelled}
-            if len(labels) < 2:
+            idx = [i for i, r in enumerate(rows) if _label(r.get(field))
+                   and not (field == "jurisdiction" and decided[i])]
+            y = [_label(rows[i][field]) for i in idx]
+            if len(set(y)) < 2:
                 continue
-            clf = LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced")
-            clf.fit(X[labelled], [rows[i][field] for i in labelled])
-            heads[field] = clf
+            counts = Counter(y)
+            rare = sorted(lab for lab, n in counts.items() if n < p["min_class"])
+            if rare:
+                # Too few to calibrate in folds: repeated up to ``min_class`` so the head still
+                # knows the label (class_weight='balanced' keeps the class's total weight).
+                rare_labels[field] = rare
+                for j in [j for j, lab in enumerate(y) if lab in rare]:
+                    extra = -(-p["min_class"] // counts[y[j]]) - 1
+                    idx += [idx[j]] * extra
+                    y += [y[j]] * extra
+            head = make_head(y, p)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                head.fit(X[idx], y)
+            heads[field] = LinearHead.from_calibrated(head)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         digest = data_hash(rows)
         meta = {"format": FORMAT, "version": f"m{stamp}-{digest[:8]}", "trained_at": stamp,
                 "data_sha256": digest, "records": len(rows), "code_version": code_version(),
-                "labels": {f: [str(c) for c in h.classes_] for f, h in heads.items()}}
-        return cls(vec, heads, meta, places)
+                "labels": {f: [str(c) for c in h.classes_] for f, h in heads.items()},
+                "params": p, "features": len(vec.vocabulary_),
+                "jurisdiction_head_records": int(sum(1 for d in decided if not d)),
+                "rare_labels": rare_labels}
+        model.vectorizer, model.heads, model.meta = vec, heads, meta
+        return model
+
+    # -- persistence --------------------------------------------------------------
 
     def save(self, directory: str | Path, metrics: dict | None = None) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
+        blob = {"format": FORMAT, "vectorizer": self.vectorizer, "heads": self.heads, "params": self.params,
+                "user_words": textmod.user_words(), "places": self.places}
         with open(d / "model.pkl.tmp", "wb") as f:
-            pickle.dump({"vectorizer": self.vectorizer, "heads": self.heads}, f, protocol=5)
+            pickle.dump(blob, f, protocol=5)
         (d / "model.pkl.tmp").replace(d / "model.pkl")
         (d / "meta.json").write_text(json.dumps(self.meta, ensure_ascii=False, indent=2), encoding="utf-8")
         if metrics is not None:
@@ -147,32 +317,53 @@ class Classifier:
 
     @classmethod
     def load(cls, directory: str | Path, settings: Settings | None) -> Classifier:
+        """A saved model. The place names come from ``settings`` when given (the configuration
+        may have learnt new ones), else from the model file."""
         d = Path(directory)
         if not (d / "model.pkl").is_file():
             raise ValueError(f"{d}: not a model directory (no model.pkl)")
-        with open(d / "model.pkl", "rb") as f:
-            blob = pickle.load(f)  # noqa: S301 — our own model files
-        meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
-        places = PlaceResolver(settings) if settings else None
+        try:
+            with open(d / "model.pkl", "rb") as f:
+                blob = pickle.load(f)  # noqa: S301 — our own model files
+            meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
+            raise ValueError(f"{d}: cannot read the model ({exc})") from None
+        if blob.get("user_words"):
+            textmod.add_words(blob["user_words"])  # the words it was trained with tokenise the same
+        places = PlaceResolver(settings) if settings else blob.get("places")
         if places:
             textmod.add_words(places.words())
+        if "params" in blob:
+            meta = {**meta, "params": blob["params"]}
         return cls(blob["vectorizer"], blob["heads"], meta, places)
 
+    # -- prediction ---------------------------------------------------------------
+
     def predict(self, records: list[dict]) -> list[Prediction]:
-        docs = [_doc(r) for r in records]
-        X = self.vectorizer.transform([textmod.tokenize(d) for d in docs])
+        if not records:
+            return []
+        feats, cleaned = self._prepare(records)
+        X = self.vectorizer.transform(feats)
+        places = [self.places.resolve(c) for c in cleaned] if self.places else [(UNKNOWN, None)] * len(records)
         out: dict[str, tuple[list, np.ndarray]] = {}
         for field, head in self.heads.items():
-            proba = head.predict_proba(X)
-            best = proba.argmax(axis=1)
-            out[field] = ([str(head.classes_[i]) for i in best], proba[np.arange(len(best)), best])
+            if field == "jurisdiction":
+                rest = [i for i, (code, _) in enumerate(places) if code == UNKNOWN]
+                if not rest:
+                    continue
+                labels, conf = _best(head, X[rest])
+                full = [UNKNOWN] * len(records)
+                for j, i in enumerate(rest):
+                    full[i] = labels[j]
+                out[field] = (full, None)
+            else:
+                out[field] = _best(head, X)
         preds = []
-        for i, doc in enumerate(docs):
+        for i, (jur, name) in enumerate(places):
             cat, catp = _pick(out, "category", i)
             typ, typp = _pick(out, "type", i)
-            jur, src = (self.places.resolve(textmod.normalise(doc)) if self.places else (UNKNOWN, None))
             if jur != UNKNOWN:
-                source = f"place:{src}"
+                source = f"place:{name}"
             elif "jurisdiction" in out:
                 jur, source = out["jurisdiction"][0][i], "model"
             else:
@@ -184,11 +375,11 @@ class Classifier:
         preds = self.predict(rows)
         report: dict = {"model_version": self.version, "records": len(rows)}
         for field in FIELDS:
-            pairs = [(r[field], getattr(p, field)) for r, p in zip(rows, preds, strict=True)
-                     if r.get(field) not in (None, "")]
-            if not pairs:
+            triples = [(_label(r.get(field)), getattr(p, field), p) for r, p in zip(rows, preds, strict=True)
+                       if _label(r.get(field))]
+            if not triples:
                 continue
-            y, yhat = zip(*pairs, strict=True)
+            y, yhat, ps = zip(*triples, strict=True)
             labels = sorted(set(y) | set(yhat))
             prec, rec, f1, sup = precision_recall_fscore_support(y, yhat, labels=labels, zero_division=0)
             report[field] = {
@@ -198,9 +389,47 @@ class Classifier:
                                     "f1": round(float(c), 4), "support": int(d)}
                               for lab, a, b, c, d in zip(labels, prec, rec, f1, sup, strict=True)},
             }
+            if field in ("category", "type") and field in self.heads:
+                conf = [getattr(p, f"{field}_confidence") for p in ps]
+                ok = [a == b for a, b in zip(y, yhat, strict=True)]
+                report[field]["ece"] = round(expected_calibration_error(conf, ok), 4)
+                report[field]["by_confidence"] = _by_confidence(conf, ok)
         first = next((report[f] for f in FIELDS if f in report), {"accuracy": 0.0, "macro_f1": 0.0})
         report["accuracy"], report["macro_f1"] = first["accuracy"], first["macro_f1"]
         return report
+
+
+def expected_calibration_error(confidence, correct, bins: int = 10) -> float:
+    """Mean |confidence − accuracy| over equal-width confidence bins, weighted by their size."""
+    conf = np.asarray(confidence, dtype=float)
+    ok = np.asarray(correct, dtype=float)
+    if not len(conf):
+        return 0.0
+    total = 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        m = (conf >= lo) & (conf <= hi) if i == 0 else (conf > lo) & (conf <= hi)
+        if m.any():
+            total += m.mean() * abs(conf[m].mean() - ok[m].mean())
+    return float(total)
+
+
+def _by_confidence(conf: list[float], ok: list[bool]) -> dict:
+    """For candidate ``routing.min_confidence`` values: the share of messages below it (the
+    triage rate) and the accuracy of those at or above it."""
+    c, k = np.asarray(conf), np.asarray(ok, dtype=float)
+    out = {}
+    for t in (0.3, 0.35, 0.4, 0.5, 0.6, 0.7):
+        above = c >= t
+        out[f"{t:.2f}"] = {"below": round(float(1 - above.mean()), 4),
+                           "accuracy_at_or_above": round(float(k[above].mean()), 4) if above.any() else None}
+    return out
+
+
+def _best(head, X) -> tuple[list[str], np.ndarray]:
+    proba = head.predict_proba(X)
+    best = proba.argmax(axis=1)
+    return [str(head.classes_[i]) for i in best], proba[np.arange(len(best)), best]
 
 
 def _pick(out: dict, field: str, i: int) -> tuple[str, float]:
@@ -210,12 +439,21 @@ def _pick(out: dict, field: str, i: int) -> tuple[str, float]:
     return labels[i], conf[i]
 
 
+def _feature_fingerprint() -> str:
+    """What the packaged baseline depends on besides the corpus: the model format, the
+    parameters and the domain terms."""
+    h = hashlib.sha256(json.dumps([FORMAT, DEFAULT_PARAMS], sort_keys=True).encode())
+    if textmod.TERMS_FILE.is_file():
+        h.update(textmod.TERMS_FILE.read_bytes())
+    return h.hexdigest()[:6]
+
+
 def baseline(settings: Settings, cache_root: str | Path) -> Classifier:
     """The packaged corpus's model, trained once and cached by the corpus's hash."""
     rows = [r for r in read_labelled(corpus_files()) if not is_test(r)]
     if not rows:
         raise ValueError(f"no labelled corpus in {CORPUS_DIR}")
-    d = Path(cache_root).expanduser() / f"baseline-{data_hash(rows)[:12]}"
+    d = Path(cache_root).expanduser() / f"baseline-{data_hash(rows)[:12]}-{_feature_fingerprint()}"
     if (d / "model.pkl").is_file():
         return Classifier.load(d, settings)
     model = Classifier.train(rows, settings)

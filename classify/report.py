@@ -30,7 +30,7 @@ def write_report(metrics: dict, predictions, rows: list[dict], out: Path) -> lis
                   "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
         for label, c in sorted(m["per_class"].items()):
             lines.append(f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
-        pairs = [(r[field], getattr(p, field)) for r, p in zip(rows, predictions, strict=True)
+        pairs = [(str(r[field]), str(getattr(p, field))) for r, p in zip(rows, predictions, strict=True)
                  if r.get(field) not in (None, "")]
         png = out / f"confusion_{field}.png"
         _confusion(pairs, f"{field} — {metrics.get('model_version')}", png)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wenzheng import envelope
+from wenzheng import envelope, privacy
 from wenzheng.delivery import Out
 from wenzheng.stage import Stage
 
@@ -17,6 +17,8 @@ class ClassifyStage(Stage):
         super().__init__(runtime)
         self.follower = model if isinstance(model, ModelFollower) else None
         self.model = model.model if isinstance(model, ModelFollower) else model
+        if self.model.places is not None:
+            privacy.protect(self.model.places.names)  # masking must not eat "我是瑞金…"
 
     def between_batches(self) -> None:
         if self.follower and self.follower.refresh():

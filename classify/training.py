@@ -16,12 +16,9 @@ from kafka import TopicPartition
 
 from wenzheng.kafka import Topics, consumer, read_partition
 
-from .model import is_test
+from .model import TIME_FIELDS, split_holdout
 
 log = logging.getLogger(__name__)
-
-TIME_FIELDS = ("posted_at", "created_at", "time", "date")
-
 
 def read_labels_topic(settings) -> list[dict]:
     topic = Topics(settings.kafka.topic_prefix).labels
@@ -52,12 +49,8 @@ def merge_corrections(history: list[dict], corrections: list[dict]) -> list[dict
 
 
 def split(rows: list[dict], fraction: float = 0.2) -> tuple[list[dict], list[dict], str]:
-    """Time-ordered when every record has a time (the latest ``fraction`` is held out), else by id hash."""
-    field = next((f for f in TIME_FIELDS if rows and all(r.get(f) for r in rows)), None)
-    if field:
-        ordered = sorted(rows, key=lambda r: str(r[field]))
-        cut = int(len(ordered) * (1 - fraction))
-        return ordered[:cut], ordered[cut:], f"time-ordered by {field}: latest {fraction:.0%}"
-    train = [r for r in rows if not is_test(r)]
-    test = [r for r in rows if is_test(r)]
-    return train, test, "fixed hash split by id (one in five)"
+    """:func:`~wenzheng.classify.model.split_holdout`, and a phrase saying which split it was."""
+    train, test = split_holdout(rows, fraction)
+    field = next((f for f in TIME_FIELDS if rows and all(r.get(f) not in (None, "") for r in rows)), None)
+    how = f"time-ordered by {field}: latest {fraction:.0%}" if field else "fixed hash split by id (one in five)"
+    return train, test, how

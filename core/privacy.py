@@ -23,6 +23,19 @@ _NAME_CUE = re.compile(
     r"(我叫|我是|本人|姓名[:：]?|联系人[:：]?|名字叫|叫做)"
     r"([\u4e00-\u9fff]{1}(?:先生|女士|师傅|阿姨|老师)|[\u4e00-\u9fff]{2,3})"
 )
+_protected: re.Pattern[str] | None = None
+_protected_words: set[str] = set()
+
+
+def protect(words: Iterable[str]) -> None:
+    """Words that are never a person's name (the city's place names): "我是瑞金叶坪乡的" keeps 瑞金."""
+    global _protected
+    new = {w for w in words if w and len(w) >= 2} - _protected_words
+    if new:
+        _protected_words.update(new)
+        _protected = re.compile("|".join(map(re.escape, sorted(_protected_words, key=len, reverse=True))))
+
+
 _NOT_NAMES = {"市民", "群众", "业主", "住户", "租户", "家长", "村民", "一名", "一个", "这里", "那个", "居民", "老人"}
 
 
@@ -39,6 +52,8 @@ def mask_text(text: str, names: Iterable[str] = ()) -> str:
     def cue(m: re.Match) -> str:
         who = m.group(2)
         if who in _NOT_NAMES or who[:2] in _NOT_NAMES:
+            return m.group(0)
+        if _protected is not None and _protected.match(m.string, m.start(2)):
             return m.group(0)
         return m.group(1) + _mask_name(who)
 

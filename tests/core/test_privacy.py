@@ -26,3 +26,13 @@ def test_masked_envelope_drops_pii_and_keeps_chinese():
     assert "pii" not in out and out["raw_ref"]["offset"] == 7
     assert "张三丰" not in out["text"] and "13800138000" not in envelope.encode(out).decode()
     assert "路灯坏了" in envelope.encode(out).decode("utf-8")  # UTF-8, not \\u escapes
+
+
+def test_place_names_after_a_name_cue_are_not_masked():
+    from wenzheng.privacy import protect
+
+    assert mask_text("我是石角岭下村的") == "我是石**岭下村的"  # 石角岭 looks like a name…
+    protect(["瑞金", "叶坪乡", "石角岭下村"])
+    assert mask_text("我是石角岭下村的") == "我是石角岭下村的"  # …until the city says it is a place
+    assert mask_text("我是瑞金叶坪乡的村民") == "我是瑞金叶坪乡的村民"
+    assert mask_text("我是刘建华") == "我是刘**"

@@ -1,0 +1,96 @@
+"""Normalisation, the user dictionary and the segmenter, before any feature is made."""
+
+import jieba
+import pytest
+
+from wenzheng.classify import text as T
+from wenzheng.classify.model import corpus_files, read_labelled
+from wenzheng.classify.places import PlaceResolver
+from wenzheng.config import load
+
+
+@pytest.fixture(scope="module")
+def places():
+    resolver = PlaceResolver(load().settings)
+    T.add_words(resolver.words())
+    return resolver
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    ("於都縣的路燈壞了一個星期", "于都县的路灯坏了一个星期"),      # traditional → simplified
+    ("請問住房公積金怎麼提取", "请问住房公积金怎么提取"),
+    ("ＡＰＰ里的１２３号，怎么办？", "app里的123号,怎么办?"),        # full-width → half-width, lower-cased
+])
+def test_clean_makes_one_canonical_form(raw, want):
+    assert T.clean(raw) == want
+    assert T.clean("plain ASCII") == "plain ascii"
+    assert T.clean("") == ""
+
+
+def test_normalise_mentions_hashtags_and_urls():
+    out = T.normalise("@赣州发布 @问政赣州 #停水# 看这里 https://t.cn/A6x?y=1&z=2 还有 www.gz.gov.cn/a 家里停水了")
+    assert "@" not in out and "#" not in out
+    assert "赣州发布" in out and "问政赣州" in out and "停水" in out
+    assert "http" not in out and "t.cn" not in out and "gov.cn" not in out
+    assert "家里停水了" in out
+
+
+def test_emoji_fold_to_two_sentiment_tokens_and_the_rest_drop():
+    assert T.tokenize("太感谢了👍👍") == ["太", "感谢", T.POSITIVE, T.POSITIVE]
+    assert T.tokenize("谢谢🙏🏻") == ["谢谢", T.POSITIVE]  # the skin tone is no word
+    assert T.NEGATIVE in T.tokenize("气死了😡")
+    words = T.tokenize("开车🚗去🏥看病")
+    assert "🚗" not in words and "🏥" not in words and T.POSITIVE not in words and T.NEGATIVE not in words
+    assert T.NEGATIVE in T.tokenize("又停电了[怒]") and T.POSITIVE in T.tokenize("点赞[赞]")
+    assert "可爱" in T.tokenize("[可爱]")  # an unknown Weibo face keeps its word
+
+
+def test_phone_and_id_numbers_are_masked():
+    out = T.normalise("电话１３９０７９７１２３４，身份证360702199001011234，座机0797-8123456")
+    assert "13907971234" not in out and "360702199001011234" not in out and "8123456" not in out
+    assert "139****1234" in out
+    assert not any(t.isdigit() or "*" in t for t in T.tokenize("电话13907971234找我"))
+
+
+def test_speaker_tags_of_hotline_transcripts_are_dropped():
+    words = T.tokenize("坐席：您好，12345请讲。市民：我家停水了")
+    assert "坐席" not in words and "市民" not in words and "停水" in words
+    assert "12345" not in words  # numbers carry nothing
+
+
+def test_domain_terms_are_one_token():
+    for term in ("住房公积金", "不动产证", "拖欠工资", "低保", "宅基地", "校外培训", "预付卡", "噪声扰民", "占道经营"):
+        assert term in T.tokenize(f"关于{term}的问题"), term
+    # but not so heavy that they swallow their neighbours
+    assert "低保" not in T.tokenize("降低保费")
+
+
+def test_place_names_are_one_token(places):
+    assert "龙华乡" in T.tokenize("龙华乡的路灯坏了")  # the old rank of 龙华镇 is a word too
+    assert "唐江镇" in T.tokenize("南康区唐江镇的路灯坏了")
+    assert "于都县" in T.tokenize("於都縣的路燈壞了")  # traditional text meets the same words
+    assert "高兴" not in places.words() and "解放" not in places.words()  # short aliases are not added
+
+
+def test_terms_file_is_read_without_comments(tmp_path):
+    f = tmp_path / "terms.txt"
+    f.write_text("# a comment\n住房公积金\n\n预付卡  # inline\n", encoding="utf-8")
+    assert T.load_terms(f) == ["住房公积金", "预付卡"]
+    assert T.load_terms(tmp_path / "missing.txt") == []
+    assert len(T.load_terms()) >= 300
+
+
+def test_segment_is_jieba_without_hmm(places):
+    texts = [r["text"] for r in read_labelled(corpus_files())[::7]]
+    texts += ["ABC123 abc-def 3.5% C++ #tag", "", "  ", "中文English混合123测试", "𠀀罕见字"]
+    for t in texts:
+        for s in (t, T.normalise(t)):
+            assert T.segment(s) == jieba.lcut(s, HMM=False), s
+
+
+def test_char_ngrams_and_features():
+    assert T.char_ngrams("路灯坏了 ok 停水", 2) == ["路灯", "灯坏", "坏了", "停水"]
+    feats = T.features("路灯坏了", 2)
+    assert "路灯" in feats and "~灯坏" in feats
+    assert T.features("路灯坏了", 0) == T.cut("路灯坏了")
+    assert T.identity(["a"]) == ["a"]
