@@ -31,7 +31,7 @@ def test_masked_envelope_drops_pii_and_keeps_chinese():
 def test_place_names_after_a_name_cue_are_not_masked():
     from wenzheng.privacy import protect
 
-    assert mask_text("我是石角岭下村的") == "我是石**岭下村的"  # 石角岭 looks like a name…
+    assert mask_text("我是石角岭下村的") == "我是石**下村的"  # 石角岭 looks like a name…
     protect(["瑞金", "叶坪乡", "石角岭下村"])
     assert mask_text("我是石角岭下村的") == "我是石角岭下村的"  # …until the city says it is a place
     assert mask_text("我是瑞金叶坪乡的村民") == "我是瑞金叶坪乡的村民"
