@@ -17,6 +17,7 @@ from wenzheng.runtime import Runtime
 
 from .base import Connector
 from .hotline import HotlineConnector
+from .webform import WebFormConnector
 from .wechat import WeChatConnector
 from .weibo import WeiboConnector
 
@@ -27,6 +28,7 @@ CONNECTORS: dict[str, type[Connector]] = {
     "hotline": HotlineConnector,
     "wechat": WeChatConnector,
     "weibo": WeiboConnector,
+    "webform": WebFormConnector,  # and Open311 (channels.webform.open311)
 }
 
 

@@ -1,0 +1,345 @@
+"""Open311 GeoReport v2 intake: city apps and partner systems POST service requests.
+
+Served on the ingest worker when ``channels.webform.open311`` is on (and the
+``webform`` channel is enabled — the worker registers both under that section):
+
+- ``POST /open311/requests.json`` — form-encoded or JSON: ``service_code``
+  (one of the twelve category codes), ``description``, a location (``lat`` and
+  ``long``, or ``address_string``, or ``address_id``), optional ``email``,
+  ``first_name``, ``last_name``, ``phone``, ``media_url``, ``device_id``,
+  ``account_id``, ``attribute[…]``; ``api_key`` (form, JSON or query) when
+  ``channels.webform.open311_api_keys`` is non-empty. Answers 201
+  ``[{"service_request_id", "service_notice", "account_id"}]``.
+- ``GET /open311/requests/<id>.json`` — ``[{"service_request_id", "status":
+  "open", "status_notes": "received", …}]``; 404 for ids this machine never took.
+- ``GET /open311/services.json`` — the twelve categories as services.
+
+Errors are GeoReport error arrays ``[{"code": 400, "description": "…"}]``: 400
+for what is missing or wrong (nothing is kept: the client is told and can fix
+it, so nothing is dead-lettered), 403 for a missing or unknown ``api_key``, 413
+for a body over 256 KiB, 422 for a reused ``Idempotency-Key`` with another body.
+
+**Delivery order** of one POST — the guarantee lives in this order:
+
+1. Check the api_key, parse and validate (GeoReport errors, nothing kept).
+2. The envelope, with id ``open311:<service_request_id>``; email, phone and
+   names go to ``pii`` only (``raw`` holds the non-personal fields).
+3. :meth:`Connector.spool` it (fsync'd SQLite; returns at once).
+4. Record it in the local index (``open311.sqlite3``: id, status, the masked
+   description — no personal data), which GET answers from.
+5. Answer 201. The drainer publishes the spool to ``wz.intake`` after Kafka's
+   acknowledgement (base.py's order), so a broker that is down delays, never loses.
+
+**Idempotency** — by the ``Idempotency-Key`` header, not by content. A client
+that retries (a timeout, a flaky mobile network) sends the same key; the
+request id is then derived from (api_key, key), so the retry gets the same
+``service_request_id`` and is collapsed by the spool's and the journal's
+de-duplication by message id — even when the first attempt died between
+spooling and answering. The same key with a different body is refused (422).
+Content matching (same description, phone and address within a minute) is not
+done: a citizen reporting the same broken lamp again is a signal for the
+office, not a duplicate, and a key states the client's intent exactly. Keys
+are scoped by api_key; without api keys configured, clients share one scope,
+so they should use random keys (UUIDs).
+
+The index is local to the machine: with several ingest hosts behind a load
+balancer, route ``/open311/`` to one host (or make it sticky) so GET finds
+what POST took.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from wenzheng import envelope
+from wenzheng.privacy import pseudonym
+
+from .base import Connector
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json; charset=utf-8"
+MAX_BODY = 256 * 1024
+NOTICE = "您的诉求已收到，我们将尽快转交相关部门办理。"
+
+#: The twelve categories (CONTRACT.md §4) as GeoReport services: code → (名称, scope keywords).
+SERVICES: dict[str, tuple[str, str]] = {
+    "urban_management": ("城市管理", "城管执法,违章搭建,占道经营,市容环卫,垃圾清运,路灯,园林绿化,户外广告"),
+    "housing_construction": ("住房城乡建设", "物业管理,不动产证办理,棚改拆迁,工程质量,烂尾楼,住房公积金,小区配套"),
+    "environment": ("生态环境", "噪声扰民,油烟,大气污染,水污染,排污,扬尘,养殖污染"),
+    "transport": ("交通运输", "道路建设养护,公交,出租车,停车,交通信号,农村公路,客运"),
+    "education_culture_sports": ("教育文化体育", "入学招生,学校管理,校外培训,教师,文化场馆,体育设施"),
+    "labour_social_security": ("劳动和社会保障", "拖欠工资,社保缴纳,养老金,就业,劳动合同,工伤"),
+    "health": ("卫生健康", "医院服务,医保报销,疫情防控,药品,计划生育奖励"),
+    "market_commerce": ("市场监管与商贸旅游", "消费纠纷,食品安全,价格,无证经营,预付卡,旅游"),
+    "public_utilities": ("水电气暖讯", "停水,水质,停电,燃气,供暖,通信网络"),
+    "public_security": ("公安政法", "治安,户籍,诈骗,交通违法处理,出入境,司法调解"),
+    "agriculture_rural": ("农业农村", "农业补贴,土地承包,宅基地,农村人居环境,水利,林业"),
+    "civil_affairs": ("民政与社会救助", "低保,养老服务,残疾人,殡葬,婚姻登记,退役军人"),
+}
+PII_FIELDS = ("email", "first_name", "last_name", "phone")
+
+
+class Invalid(Exception):
+    def __init__(self, code: int, description: str):
+        self.code, self.description = code, description
+        super().__init__(description)
+
+
+def keyed_id(scope: str, idempotency_key: str) -> str:
+    """The service_request_id of a request sent with an Idempotency-Key: the same for every retry."""
+    return hashlib.sha256(f"{scope}\n{idempotency_key}".encode()).hexdigest()[:16]
+
+
+def _error(code: int, description: str) -> tuple[int, str, bytes]:
+    return code, JSON, json.dumps([{"code": code, "description": description}], ensure_ascii=False).encode()
+
+
+def _ok(status: int, doc) -> tuple[int, str, bytes]:
+    return status, JSON, json.dumps(doc, ensure_ascii=False).encode()
+
+
+class _Index:
+    """What this machine's Open311 connector took: GET answers from it, idempotent retries check it."""
+
+    COLUMNS = ("connector", "srid", "msg_id", "body_hash", "service_code", "description", "address", "lat", "lon",
+               "media_url", "requested", "status", "status_notes")
+
+    def __init__(self, path: Path):
+        self._lock = threading.Lock()
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS requests ({', '.join(self.COLUMNS)}, PRIMARY KEY (connector, srid))")
+
+    def get(self, connector: str, srid: str) -> dict | None:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM requests WHERE connector=? AND srid=?", [connector, srid]).fetchone()
+        return dict(zip(self.COLUMNS, row, strict=True)) if row else None
+
+    def add(self, row: dict) -> None:
+        with self._lock:
+            self.db.execute(f"INSERT OR IGNORE INTO requests VALUES ({', '.join('?' * len(self.COLUMNS))})",
+                            [row[c] for c in self.COLUMNS])
+
+
+_indexes: dict[Path, _Index] = {}
+_indexes_lock = threading.Lock()
+
+
+def _index_for(state_dir: Path) -> _Index:
+    path = state_dir / "open311.sqlite3"
+    with _indexes_lock:
+        if path not in _indexes:
+            _indexes[path] = _Index(path)
+        return _indexes[path]
+
+
+def _params(req) -> dict:
+    """The request's fields: query string, then the form or JSON body (the body wins)."""
+    if len(req.body) > MAX_BODY:
+        raise Invalid(413, "request body larger than 256 KiB")
+    params = {k: v[-1] for k, v in parse_qs(req.query, keep_blank_values=True).items()}
+    ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    try:
+        text = req.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Invalid(400, "body is not UTF-8") from None
+    if ctype == "application/json":
+        try:
+            doc = json.loads(text or "{}")
+        except json.JSONDecodeError as exc:
+            raise Invalid(400, f"body is not JSON: {exc.msg}") from None
+        if isinstance(doc, list) and len(doc) == 1:
+            doc = doc[0]
+        if not isinstance(doc, dict):
+            raise Invalid(400, "JSON body is not an object")
+        params.update(doc)
+    elif ctype in ("application/x-www-form-urlencoded", ""):
+        params.update({k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()})
+    else:
+        raise Invalid(400, f"unsupported Content-Type {ctype!r}: use application/x-www-form-urlencoded or JSON")
+    return params
+
+
+def _str(params: dict, field: str, limit: int = 500) -> str:
+    value = params.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise Invalid(400, f"{field} must be a string")
+    value = str(value).strip()
+    if len(value) > limit:
+        raise Invalid(400, f"{field} longer than {limit} characters")
+    return value
+
+
+def _coord(params: dict, field: str, bound: float) -> float | None:
+    value = params.get(field)
+    if value in (None, ""):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise Invalid(400, f"{field} is not a number") from None
+    if not -bound <= f <= bound:
+        raise Invalid(400, f"{field} out of range")
+    return f
+
+
+class Open311Connector(Connector):
+    """Push only: never polled, but ``run_once`` still drains its spool while Kafka was down."""
+
+    channel = "open311"
+    poll_seconds = 0.0
+
+    def __init__(self, runtime, publisher, name: str = "open311"):
+        super().__init__(runtime, publisher, name)
+        cfg = runtime.settings.channels.webform
+        self.api_keys = [k.get_secret_value() for k in cfg.open311_api_keys]
+        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
+        self._post_lock = threading.Lock()  # lookup → spool → index, for one Idempotency-Key at a time
+
+    @classmethod
+    def from_config(cls, runtime, make_publisher):
+        return [cls(runtime, make_publisher("open311"), "open311")] if runtime.settings.channels.webform.open311 else []
+
+    def routes(self):
+        return [("POST", "/open311/requests.json", self.handle_post),
+                ("GET", "/open311/requests", self.handle_get),
+                ("GET", "/open311/services.json", self.handle_services)]
+
+    def poll(self) -> int:
+        return 0
+
+    # --- POST ------------------------------------------------------------------------
+
+    def handle_post(self, req) -> tuple[int, str, bytes]:
+        """One GeoReport v2 service request (steps 1–5 of the order above)."""
+        try:
+            params = _params(req)
+            scope = self._check_key(params)
+            fields = self._validate(params)
+        except Invalid as exc:
+            return _error(exc.code, exc.description)
+        body_hash = hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        idem = (req.headers.get("Idempotency-Key") or "").strip()
+        if len(idem) > 255:
+            return _error(400, "Idempotency-Key longer than 255 characters")
+        index = _index_for(self.runtime.state_dir)
+        with self._post_lock:
+            if idem:
+                srid = keyed_id(scope, idem)
+                if (known := index.get(self.name, srid)) is not None:
+                    if known["body_hash"] != body_hash:
+                        return _error(422, "Idempotency-Key already used for a different request")
+                    return _ok(201, [{"service_request_id": srid, "service_notice": NOTICE, "account_id": None}])
+            else:
+                srid = secrets.token_hex(8)
+            env = self.to_envelope(srid, fields, scope)
+            self.spool([env])  # durable before we answer; INSERT OR IGNORE by id collapses retries
+            masked = envelope.masked(env)
+            index.add({"connector": self.name, "srid": srid, "msg_id": env["id"], "body_hash": body_hash,
+                       "service_code": fields["service_code"], "description": masked["text"],
+                       "address": (masked["location"] or {}).get("text") or "",
+                       "lat": fields["lat"], "lon": fields["long"], "media_url": fields["media_url"],
+                       "requested": env["posted_at"], "status": "open", "status_notes": "received"})
+        log.info("open311 request spooled", extra={"connector": self.name, "id": env["id"]})
+        return _ok(201, [{"service_request_id": srid, "service_notice": NOTICE, "account_id": None}])
+
+    def _check_key(self, params: dict) -> str:
+        """The api_key's scope for idempotency keys ("" when no keys are configured)."""
+        if not self.api_keys:
+            return ""
+        given = str(params.get("api_key") or "")
+        if not given:
+            raise Invalid(403, "api_key required")
+        for k in self.api_keys:
+            if hmac.compare_digest(given.encode(), k.encode()):
+                return hashlib.sha256(k.encode()).hexdigest()[:12]
+        raise Invalid(403, "api_key invalid")
+
+    def _validate(self, p: dict) -> dict:
+        code = _str(p, "service_code", 64)
+        if not code:
+            raise Invalid(400, "service_code required")
+        if code not in SERVICES:
+            raise Invalid(400, f"service_code {code!r} not found: see /open311/services.json")
+        description = _str(p, "description", 4000)
+        if not description:
+            raise Invalid(400, "description required")
+        lat, lon = _coord(p, "lat", 90), _coord(p, "long", 180)
+        if (lat is None) != (lon is None):
+            raise Invalid(400, "lat and long must be given together")
+        address, address_id = _str(p, "address_string"), _str(p, "address_id", 64)
+        if lat is None and not address and not address_id:
+            raise Invalid(400, "location required: lat and long, address_string or address_id")
+        email = _str(p, "email", 254)
+        if email and ("@" not in email or " " in email):
+            raise Invalid(400, "email is not an address")
+        media_url = _str(p, "media_url", 2000)
+        if media_url and not media_url.startswith(("http://", "https://")):
+            raise Invalid(400, "media_url must be an http(s) URL")
+        attributes = {k[len("attribute["):-1]: v for k, v in p.items() if k.startswith("attribute[") and k.endswith("]")}
+        if isinstance(p.get("attribute"), dict):
+            attributes |= p["attribute"]
+        return {"service_code": code, "description": description, "lat": lat, "long": lon,
+                "address_string": address, "address_id": address_id, "email": email,
+                "first_name": _str(p, "first_name", 64), "last_name": _str(p, "last_name", 64),
+                "phone": _str(p, "phone", 32), "media_url": media_url,
+                "device_id": _str(p, "device_id", 128), "account_id": _str(p, "account_id", 128),
+                "jurisdiction_id": _str(p, "jurisdiction_id", 64), "attribute": attributes}
+
+    def to_envelope(self, srid: str, f: dict, scope: str) -> dict:
+        # Chinese order: 姓 (last_name) then 名 (first_name), no space.
+        full = f"{f['last_name']}{f['first_name']}" if f["last_name"] or f["first_name"] else None
+        location = None
+        if f["address_string"] or f["lat"] is not None:
+            location = {"text": f["address_string"], "lat": f["lat"], "lon": f["long"]}
+        return envelope.make(
+            channel="open311", account=self.name, source_id=srid, text=f["description"],
+            posted_at=envelope.now(),
+            author=pseudonym(self.key, "open311", f["phone"] or f["email"] or f["device_id"] or None),
+            attachments=[{"kind": "image", "url": f["media_url"]}] if f["media_url"] else [],
+            location=location,
+            pii={"name": full, "first_name": f["first_name"] or None, "last_name": f["last_name"] or None,
+                 "email": f["email"] or None, "phone": f["phone"] or None},
+            raw={**{k: v for k, v in f.items() if k not in PII_FIELDS}, "client": scope or None},
+        )
+
+    # --- GET -------------------------------------------------------------------------
+
+    def handle_get(self, req) -> tuple[int, str, bytes]:
+        """``/open311/requests/<id>.json``: the request's status, from the local index."""
+        tail = req.path[len("/open311/requests/"):]
+        if "/" in tail or not tail.endswith(".json") or len(tail) <= len(".json"):
+            return _error(404, "not found: use /open311/requests/<service_request_id>.json")
+        srid = tail[: -len(".json")]
+        row = _index_for(self.runtime.state_dir).get(self.name, srid)
+        if row is None:
+            return _error(404, f"service_request_id {srid!r} not found")
+        return _ok(200, [{
+            "service_request_id": srid, "status": row["status"], "status_notes": row["status_notes"],
+            "service_name": SERVICES[row["service_code"]][0], "service_code": row["service_code"],
+            "description": row["description"], "agency_responsible": None, "service_notice": NOTICE,
+            "requested_datetime": row["requested"], "updated_datetime": row["requested"],
+            "expected_datetime": None, "address": row["address"], "address_id": None, "zipcode": None,
+            "lat": row["lat"], "long": row["lon"], "media_url": row["media_url"] or None,
+        }])
+
+    def handle_services(self, req) -> tuple[int, str, bytes]:
+        return _ok(200, [{"service_code": code, "service_name": name, "description": f"{name}：{scope.replace(',', '、')}",
+                          "metadata": False, "type": "realtime", "keywords": scope, "group": name}
+                         for code, (name, scope) in SERVICES.items()])
+
+
+# Registration: none of its own — WebFormConnector.from_config (CONNECTORS["webform"]) makes it,
+# because Open311 is configured under channels.webform.

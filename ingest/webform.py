@@ -1,0 +1,302 @@
+"""The city's web form (网上留言/网络问政 form on the government site), polled from its backend.
+
+**The API a city's backend implements** (a typical government CMS export; one
+read-only endpoint, JSON, UTF-8)::
+
+    GET {base_url}/submissions?updated_after=<ts>&after_id=<id>&limit=<n>
+    Authorization: Bearer <channels.webform.token>
+
+    200 {"items": [{"id": 10234,                        # primary key (integer or string)
+                    "title": "唐江镇路灯不亮",
+                    "content": "我家门口的路灯坏了半个月…",  # the citizen's words (required)
+                    "name": "刘建华", "phone": "13907971234",
+                    "id_card": "360702199001011234",    # optional
+                    "address": "南康区唐江镇幸福路12号",
+                    "category": "城市管理",              # optional: what the citizen picked
+                    "created_at": "2026-11-22 09:15:03", # when submitted (local time, or ISO with offset)
+                    "updated_at": "2026-11-22 09:15:03", # last change (edits, moderation)
+                    "attachments": ["https://…/a.jpg" or {"url": "…", "name": "…"}]}],
+         "has_more": true}
+
+The backend returns the items whose ``(updated_at, id)`` comes strictly after
+``(updated_after, after_id)``, ordered by ``(updated_at, id)``, at most ``limit``.
+Without ``updated_after`` it starts from the beginning. 401/403: bad token;
+429/5xx: try later. ``updated_after`` is echoed back exactly as the backend wrote
+``updated_at``, so the connector never converts the backend's time format.
+
+**Cursor** (``checkpoint.state = {"updated_at": <ts>, "id": <id>}``): the key of
+the last item read. Many submissions share one ``updated_at`` second (a form
+that is busy, a moderator approving a batch); the id breaks the tie, so a page
+boundary inside one second neither skips nor repeats an item — a timestamp
+alone would skip (``>``) or repeat (``>=``) the rest of that second. The backend
+must stamp ``updated_at`` no earlier than the row becomes visible (at commit):
+a row committed late with an older stamp falls behind the cursor and is missed.
+
+**Edits.** An edited submission comes back with a later ``updated_at``. It is
+*not* a new message: the envelope id is ``webform:<id>`` and a submission is
+published once; later versions are skipped (a local index of published ids,
+``webform.sqlite3``, kept beyond the delivery journal's retention) and the
+cursor moves past them. Clerks see the first version, as for every channel.
+
+**Delivery order** (base.py's, page by page): fetch one page → envelopes;
+malformed items become dead letters while the rest flow → :meth:`publish`
+(returns once Kafka acknowledged) → record the ids as published → only then
+move the cursor and save the checkpoint. A crash in between fetches the page
+again; the journal and the index drop what was already delivered. At most
+``MAX_PAGES`` pages per poll; the rest wait for the next one.
+
+HTTP 429, 5xx, timeouts and unreadable answers raise
+:class:`~wenzheng.errors.TransientError`; 401/403 raise :class:`WebFormAuthError`.
+Either way :meth:`Connector.run_once` backs off (exponential, with jitter) and
+the cursor stays where Kafka left it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+from wenzheng import envelope
+from wenzheng.errors import BadMessage, TransientError, WenzhengError
+from wenzheng.privacy import pseudonym
+
+from .base import FETCHED, Connector
+
+log = logging.getLogger(__name__)
+
+PII_FIELDS = ("name", "phone", "id_card")
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".heic")
+
+
+class WebFormError(WenzhengError):
+    """The backend answered in a way waiting will not fix (bad request, broken contract)."""
+
+
+class WebFormAuthError(WebFormError):
+    """401/403: channels.webform.token is wrong or expired."""
+
+
+def parse_time(value) -> datetime:
+    """``2026-11-22 09:15:03`` (local, Asia/Shanghai), ``2026/11/22 09:15:03`` or ISO 8601 with offset."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadMessage(f"bad time {value!r}")
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("/", "-"))
+    except ValueError:
+        raise BadMessage(f"bad time {value!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=envelope.TZ)
+
+
+def _text(item: dict, field: str) -> str:
+    value = item.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float):
+        raise BadMessage(f"{field} is not text")
+    return str(value).strip()
+
+
+def _attachments(value) -> list[dict]:
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise BadMessage("attachments is not a list")
+    out = []
+    for a in value:
+        url, name = (a, "") if isinstance(a, str) else ((a.get("url"), a.get("name") or "") if isinstance(a, dict) else (None, ""))
+        if not isinstance(url, str) or not url.strip():
+            raise BadMessage("an attachment has no url")
+        kind = "image" if url.lower().split("?")[0].endswith(IMAGE_EXT) else "file"
+        out.append({"kind": kind, "url": url.strip(), **({"name": name} if name else {})})
+    return out
+
+
+class _Published:
+    """Ids of submissions already published (edits of them are skipped), per connector."""
+
+    def __init__(self, path: Path):
+        self._lock = threading.Lock()
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS published (connector TEXT, source_id TEXT, updated_at TEXT, "
+                        "ms INTEGER, PRIMARY KEY (connector, source_id))")
+
+    def known(self, connector: str, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self._lock:
+            marks = ",".join("?" * len(ids))
+            rows = self.db.execute(f"SELECT source_id FROM published WHERE connector=? AND source_id IN ({marks})",
+                                   [connector, *ids]).fetchall()
+        return {r[0] for r in rows}
+
+    def add(self, connector: str, items: list[tuple[str, str]]) -> None:
+        now = int(time.time() * 1000)
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?)",
+                                [(connector, sid, upd, now) for sid, upd in items])
+            self.db.execute("COMMIT")
+
+
+_indexes: dict[Path, _Published] = {}
+_indexes_lock = threading.Lock()
+
+
+def _published_for(state_dir: Path) -> _Published:
+    path = state_dir / "webform.sqlite3"
+    with _indexes_lock:
+        if path not in _indexes:
+            _indexes[path] = _Published(path)
+        return _indexes[path]
+
+
+class WebFormConnector(Connector):
+    channel = "webform"
+    MAX_PAGES = 50
+    """Pages per poll at most (page_size each); the rest wait for the next poll."""
+    TIMEOUT = 10.0
+
+    def __init__(self, runtime, publisher, name: str = "webform"):
+        super().__init__(runtime, publisher, name)
+        self.cfg = runtime.settings.channels.webform
+        self.base_url = self.cfg.base_url.rstrip("/")
+        self.poll_seconds = self.cfg.poll_seconds
+        self.page_size = self.cfg.page_size
+        self.timeout = self.TIMEOUT
+        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
+
+    @classmethod
+    def from_config(cls, runtime, make_publisher):
+        """The poller when ``base_url`` is set, and the Open311 push connector when ``open311`` is on:
+        both live under ``channels.webform``, the one config section the worker registers them by."""
+        from .open311 import Open311Connector
+
+        made = [cls(runtime, make_publisher("webform"), "webform")] if runtime.settings.channels.webform.base_url else []
+        return made + Open311Connector.from_config(runtime, make_publisher)
+
+    # --- poll ------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Page through what changed since the cursor; publish, then checkpoint, page by page."""
+        if not self.base_url:
+            return 0
+        st, index = self.checkpoint.state, _published_for(self.runtime.state_dir)
+        published = 0
+        for _ in range(self.MAX_PAGES):
+            items, has_more = self._fetch(st.get("updated_at"), st.get("id"))
+            FETCHED.labels(self.name).inc(len(items))
+            envs, dead, cursor, skipped = self._read(items, index)
+            self.publish(envs, dead)  # raises unless Kafka acknowledged everything
+            index.add(self.name, [(e["source_id"], e["raw"]["updated_at"]) for e in envs])
+            if cursor is not None:
+                st.update(updated_at=cursor[0], id=cursor[1])
+                self.checkpoint.save()
+            published += len(envs)
+            if skipped:
+                log.info("edits of published submissions skipped", extra={"connector": self.name, "skipped": skipped})
+            if not has_more or not items:
+                break
+            if cursor is None:  # nothing on a full page says where it ends: asking again would loop
+                raise WebFormError("a page without one readable (updated_at, id): the backend breaks the contract")
+        return published
+
+    def _read(self, items: list, index: _Published) -> tuple[list[dict], list, tuple | None, int]:
+        """Envelopes and dead letters for one page, and the page's last readable cursor key."""
+        envs, dead, cursor, skipped = [], [], None, 0
+        keyed = [i for i in items if isinstance(i, dict) and i.get("id") not in (None, "")]
+        known = index.known(self.name, [str(i["id"]).strip() for i in keyed])
+        seen: set[str] = set()
+        for item in items:
+            try:
+                if not isinstance(item, dict):
+                    raise BadMessage("item is not a JSON object")
+                sid = str(item.get("id") if item.get("id") is not None else "").strip()
+                if not sid:
+                    raise BadMessage("item has no id")
+                parse_time(item.get("updated_at"))
+                cursor = (item["updated_at"], item["id"])  # the backend's order: the last one read is the newest
+                if sid in known or sid in seen:
+                    skipped += 1
+                    continue
+                envs.append(self.to_envelope(item))
+                seen.add(sid)
+            except BadMessage as exc:
+                dead.append(self._dead_item(item, exc.reason))
+        return envs, dead, cursor, skipped
+
+    def to_envelope(self, item: dict) -> dict:
+        """An intake envelope from one submission (raises BadMessage)."""
+        content = item.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise BadMessage("submission has no content")
+        name, phone, id_card = (_text(item, f) or None for f in PII_FIELDS)
+        address = _text(item, "address")
+        raw = {k: v for k, v in item.items() if k not in PII_FIELDS}  # PII lives in ``pii`` only
+        return envelope.make(
+            channel="webform", account=self.name, source_id=str(item["id"]).strip(),
+            title=_text(item, "title"), text=content.strip(),
+            posted_at=parse_time(item.get("created_at")),
+            author=pseudonym(self.key, "webform", phone or name),
+            attachments=_attachments(item.get("attachments")),
+            location={"text": address, "lat": None, "lon": None} if address else None,
+            pii={"name": name, "phone": phone, "id_card": id_card},
+            raw=raw,
+        )
+
+    def _dead_item(self, item, reason: str):
+        if isinstance(item, dict) and item.get("id") not in (None, ""):
+            ref = str(item["id"])
+        else:
+            ref = "sha-" + hashlib.sha256(json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
+                                          .encode()).hexdigest()[:16]
+        excerpt = str(item.get("content") or "") if isinstance(item, dict) else json.dumps(item, ensure_ascii=False)
+        source = {"connector": self.name, "id": ref}
+        if isinstance(item, dict) and isinstance(item.get("updated_at"), str):
+            source["updated_at"] = item["updated_at"]
+        return self.dead(reason, envelope.message_id("webform", ref), source, excerpt[:300])
+
+    # --- HTTP ------------------------------------------------------------------------
+
+    def _fetch(self, updated_after: str | None, after_id) -> tuple[list, bool]:
+        q = {"limit": self.page_size}
+        if updated_after is not None:
+            q |= {"updated_after": updated_after, "after_id": after_id}
+        url = f"{self.base_url}/submissions?{urlencode(q)}"
+        headers = {"Accept": "application/json"}
+        if self.cfg.token is not None:
+            headers["Authorization"] = f"Bearer {self.cfg.token.get_secret_value()}"
+        req = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code in (401, 403):
+                raise WebFormAuthError(f"web form /submissions: HTTP {exc.code} (check channels.webform.token)") from None
+            if exc.code == 429 or exc.code >= 500:
+                raise TransientError(f"web form /submissions: HTTP {exc.code}") from None
+            raise WebFormError(f"web form /submissions: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
+            raise TransientError(f"web form /submissions: {getattr(exc, 'reason', exc)}") from None
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise TransientError("web form /submissions: not JSON (a proxy's error page?)") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+            raise TransientError("web form /submissions: no items list")
+        has_more = doc.get("has_more")
+        return doc["items"], bool(has_more) if has_more is not None else len(doc["items"]) >= self.page_size
+
+
+# Registration: wenzheng.ingest.worker needs
+#     CONNECTORS["webform"] = WebFormConnector     # its from_config also makes the Open311 connector
