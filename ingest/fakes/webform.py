@@ -132,6 +132,12 @@ class FakeWebForm:
             self.clock += timedelta(seconds=1)
             return item["id"]
 
+    @property
+    def faults_pending(self) -> int:
+        """Faults queued by :meth:`fail` that no request has met yet."""
+        with self._lock:
+            return len(self._faults)
+
     def fail(self, *faults: int | str) -> None:
         """The next requests answer these: an HTTP status (401, 429, 500…) or "slow:<seconds>"."""
         with self._lock:

@@ -159,6 +159,12 @@ class FakeWeibo:
             else:
                 acct.comments[where].append(entry)
 
+    @property
+    def faults_pending(self) -> int:
+        """Faults queued by :meth:`fail` that no request has met yet."""
+        with self._lock:
+            return len(self._faults)
+
     def fail(self, *faults: int | str) -> None:
         """The next requests answer these: 403, 418 (HTTP), "ok0", "login", "html", "slow:<s>"."""
         with self._lock:
