@@ -37,6 +37,9 @@ class Topics:
         self.triage = f"{prefix}triage"
         self.labels = f"{prefix}labels"
         self.supervision = f"{prefix}supervision"
+        # Every routing decision (office queues and triage alike), keyed by
+        # message id: what the case ledger and audit replays read.
+        self.routed = f"{prefix}routed"
 
     def office(self, office_id: str) -> str:
         return f"{self.prefix}office.{office_id}"
@@ -46,7 +49,7 @@ class Topics:
         return "^" + self.prefix.replace(".", r"\.") + r"office\..*"
 
     def shared(self) -> list[str]:
-        return [self.intake, self.deadletter, self.classified, self.triage, self.labels, self.supervision]
+        return [self.intake, self.deadletter, self.classified, self.routed, self.triage, self.labels, self.supervision]
 
 
 def partition_for(key: bytes, partitions: int) -> int:

@@ -1,4 +1,4 @@
-"""The route stage: wz.classified → the office's queue (wz.office.<id>) or wz.triage."""
+"""The route stage: wz.classified → the office's queue (wz.office.<id>) or wz.triage, and wz.routed."""
 
 from __future__ import annotations
 
@@ -28,6 +28,5 @@ class RouteStage(Stage):
         routing["routed_at"] = envelope.iso(envelope.now())
         out = {**env, "routing": routing}
         t = self.runtime.topics
-        if routing["triage"]:
-            return [Out(t.triage, env["id"], out)]
-        return [Out(t.office(o), env["id"], out) for o in (routing["office_id"], *routing["co_offices"])]
+        queues = [t.triage] if routing["triage"] else [t.office(o) for o in (routing["office_id"], *routing["co_offices"])]
+        return [Out(q, env["id"], out) for q in (*queues, t.routed)]
