@@ -59,7 +59,7 @@ def load(directory: str | Path | None = None, env: dict[str, str] | None = None)
     for path in files:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a bad date
             raise ConfigError(path, "", f"not valid UTF-8 YAML: {_one_line(exc)}") from None
         if not isinstance(data, dict):
             raise ConfigError(path, "", "top level must be a mapping")

@@ -7,6 +7,7 @@ a default where one makes sense and a one-line docstring under it.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -140,12 +141,49 @@ class TypeLimit(Model):
     """Time to answer (答复), in working days."""
 
 
+class OfficePeriod(Model):
+    start: str
+    """Opening, "HH:MM" local time."""
+    end: str
+    """Closing, "HH:MM"."""
+
+
+class CalendarOverrides(Model):
+    holidays: list[date] = []
+    """Rest days beyond chinese-calendar's (e.g. next year's schedule before a release knows it)."""
+    workdays: list[date] = []
+    """Make-up working days (调休上班) beyond chinese-calendar's."""
+
+
+class ChannelLimits(Model):
+    first_response_hours: float | None = None
+    """Overrides the city-wide first response for this channel."""
+    by_type: dict[str, TypeLimit] = {}
+    """Overrides the answer limit of these types for this channel."""
+
+
 class TimeLimits(Model):
     first_response_hours: float = 1
     """First response (签收) within this many working hours."""
     first_response_hours_rest_day: float = 8
     """…or this many clock hours when the message arrives on a rest day."""
     by_type: dict[str, TypeLimit] = {}
+    by_channel: dict[str, ChannelLimits] = {}
+    """Per channel (hotline, wechat, weibo, webform) overrides."""
+    office_hours: list[OfficePeriod] = [OfficePeriod(start="08:30", end="12:00"),
+                                        OfficePeriod(start="14:30", end="17:30")]
+    """When working hours run; a working day ends at the last closing."""
+    calendar: CalendarOverrides = CalendarOverrides()
+    """Holidays and make-up days on top of chinese-calendar's."""
+
+    @field_validator("by_channel")
+    @classmethod
+    def _known_channels(cls, value: dict[str, ChannelLimits]) -> dict[str, ChannelLimits]:
+        for channel, limits in value.items():
+            if channel not in ("hotline", "wechat", "weibo", "webform"):
+                raise ValueError(f"unknown channel {channel!r}")
+            cls._known_types(limits.by_type)
+        return value
 
     @field_validator("by_type")
     @classmethod
@@ -154,6 +192,25 @@ class TimeLimits(Model):
             if code not in MESSAGE_TYPES:
                 raise ValueError(f"unknown message type {code!r}")
         return value
+
+
+class Supervision(Model):
+    """督办: milestones in clock hours from receipt (马鞍山's: claimed within 24 hours,
+    answered within 72, closed within a week); the answer deadline of the case wins when
+    it is earlier. Grades by the share of the allowed time gone."""
+
+    claim_hours: float = 24
+    """Claimed (签收) within this many hours."""
+    reply_hours: float = 72
+    """Answered within this many hours (or by the case's answer deadline, if earlier)."""
+    close_hours: float = 168
+    """Closed (办结) within this many hours."""
+    yellow_at: float = Field(0.75, gt=0, lt=1)
+    """Yellow once this share of a milestone's time is gone."""
+    orange_at: float = Field(0.9, gt=0, lt=1)
+    """Orange once this share is gone; red when it is all gone."""
+    every_seconds: float = 60
+    """How often the ledger worker grades the open cases."""
 
 
 # --- channels ----------------------------------------------------------------
@@ -260,6 +317,15 @@ class StateSettings(Model):
     """How long message ids are remembered for de-duplication."""
 
 
+class LedgerSettings(Model):
+    url: str = ""
+    """SQLAlchemy URL of the case ledger, e.g. postgresql+psycopg://wz@db/wenzheng; empty: SQLite in the state dir."""
+    duplicate_window_days: float = 7
+    """A message joins an open (or this recently closed) case of its jurisdiction received this close in time."""
+    duplicate_threshold: float = Field(0.6, gt=0, le=1)
+    """Score at which a message is a repeat of a case (see sinks/repeats.py)."""
+
+
 class ClassifierSettings(Model):
     model_dir: str | None = None
     """A trained model directory; empty: the baseline trained from the packaged corpus."""
@@ -280,9 +346,11 @@ class Settings(Model):
     offices: OfficesConfig
     routing: RoutingConfig = RoutingConfig()
     time_limits: TimeLimits = TimeLimits()
+    supervision: Supervision = Supervision()
     channels: Channels = Channels()
     kafka: KafkaSettings = KafkaSettings()
     http: HttpSettings = HttpSettings()
     state: StateSettings = StateSettings()
+    ledger: LedgerSettings = LedgerSettings()
     classifier: ClassifierSettings = ClassifierSettings()
     privacy: PrivacySettings = PrivacySettings()

@@ -14,11 +14,13 @@ from datetime import datetime
 from wenzheng.config import UNKNOWN, LoadedConfig, OfficeDirectory
 
 from .deadlines import deadlines
+from .workcal import WorkCalendar
 
 
 class Router:
     def __init__(self, config: LoadedConfig, offices: OfficeDirectory):
         self.config, self.settings, self.offices = config, config.settings, offices
+        self.calendar = WorkCalendar.from_settings(config.settings)
 
     def route(self, env: dict) -> dict:
         c = env["classification"]
@@ -51,5 +53,5 @@ class Router:
             "rule": rule,
             "model_version": c.get("model_version"),
             "config_hash": self.config.hash,
-            "deadlines": deadlines(self.settings.time_limits, c.get("type", ""), received),
+            "deadlines": deadlines(self.settings.time_limits, self.calendar, c.get("type", ""), env.get("channel", ""), received),
         }
