@@ -76,7 +76,7 @@ class Worker(Command):
     name, help = "worker", "one long-lived stage: ingest, classify or route"
 
     def configure(self, p):
-        p.add_argument("stage", choices=["ingest", "classify", "route"])
+        p.add_argument("stage", choices=["ingest", "classify", "route", "ledger"])
         p.add_argument("--port", type=int, default=None, help="HTTP port (default: http.port + 0/1/2; 0 picks a free one)")
         p.add_argument("--model", default=None, help="classify: model directory (default: config, else baseline)")
 
@@ -302,6 +302,13 @@ def _read(reader, paths):
         raise UsageError(str(exc)) from None
 
 
+def _sink_commands() -> list[Command]:
+    from wenzheng.sinks.api import CaseCommand
+    from wenzheng.sinks.period_report import ReportCommand
+
+    return [CaseCommand(), ReportCommand()]
+
+
 COMMANDS = [Up(), Broker(), Worker(), Classify(), Train(), Evaluate(), ModelCmd(), Replay(), ConfigCmd()]
 
 
@@ -309,7 +316,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wenzheng", description="问政 intake: classify and route citizens' messages")
     p.add_argument("--log-level", default=os.environ.get("WENZHENG_LOG_LEVEL", "INFO"))
     sub = p.add_subparsers(dest="command", required=True)
-    for cmd in COMMANDS:
+    for cmd in [*COMMANDS, *_sink_commands()]:  # the sinks' commands import this module
         sp = sub.add_parser(cmd.name, help=cmd.help)
         sp.add_argument("--config", default=None, help="configuration directory (default: 赣州市)")
         cmd.configure(sp)

@@ -83,6 +83,7 @@ class StageWorker:
     def __init__(self, runtime: Runtime, stage: Stage, poll_ms: int = 500):
         self.runtime, self.stage, self.poll_ms = runtime, stage, poll_ms
         self.running = False
+        self._stop_requested = False  # a SIGTERM may come while the consumer is still being made
         self.processed = 0
         self.last_batch_at: float | None = None
         self._stopped = threading.Event()
@@ -92,6 +93,7 @@ class StageWorker:
             signal.signal(sig, lambda *_: self.stop())
 
     def stop(self) -> None:
+        self._stop_requested = True
         self.running = False
 
     def run(self) -> None:
@@ -100,7 +102,7 @@ class StageWorker:
         consumer = make_consumer(rt.settings, *stage.inputs(), group=group)
         producer = make_producer(rt.settings)
         publisher = Publisher(rt.settings, producer, rt.journal, stage.name)
-        self.running = True
+        self.running = not self._stop_requested
         log.info("stage started", extra={"stage": stage.name, "group": group, "inputs": stage.inputs()})
         try:
             while self.running:
@@ -115,7 +117,7 @@ class StageWorker:
                 }
                 MESSAGES_IN.labels(stage.name).inc(len(records))
                 outs = self._process(records)
-                if not self._publish(publisher, outs):
+                if outs is None or not self._publish(publisher, outs):
                     break  # stopping while Kafka is unreachable: the batch will be redelivered
                 try:
                     consumer.commit(offsets)
@@ -133,12 +135,28 @@ class StageWorker:
                 self._stopped.set()
                 log.info("stage stopped", extra={"stage": stage.name, "processed": self.processed})
 
-    def _process(self, records) -> list[Out]:
-        """The fast path for a whole batch; one by one (to isolate the bad record) if it fails."""
-        try:
-            return self.stage.process_many([(envelope.decode(r.value), r) for r in records])
-        except Exception:
-            return [o for r in records for o in self._handle(r)]
+    def _process(self, records) -> list[Out] | None:
+        """The fast path for a whole batch; one by one (to isolate the bad record) if it fails.
+
+        A :class:`TransientError` (a database or service the stage writes to is down) is
+        not the record's fault: the batch is retried with back-off, never dead-lettered;
+        None when the worker stops meanwhile (the batch is redelivered)."""
+        delay = 0.5
+        while True:
+            try:
+                try:
+                    return self.stage.process_many([(envelope.decode(r.value), r) for r in records])
+                except TransientError:
+                    raise
+                except Exception:
+                    return [o for r in records for o in self._handle(r)]
+            except TransientError as exc:
+                ERRORS.labels(self.stage.name, "transient").inc()
+                log.warning("processing failed, retrying in %.1fs: %s", delay, exc, extra={"stage": self.stage.name})
+                if not self.running:
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
 
     def _handle(self, rec) -> list[Out]:
         name = self.stage.name
@@ -147,6 +165,8 @@ class StageWorker:
         msg_id = source["key"] or f"{rec.topic}:{rec.partition}:{rec.offset}"
         try:
             return self.stage.process(envelope.decode(rec.value), rec)
+        except TransientError:
+            raise
         except BadMessage as exc:
             reason = exc.reason
         except Exception as exc:  # a bug must not stop the records behind this one

@@ -82,6 +82,13 @@ class Summary:
         tps = [TopicPartition(tp, p) for tp in topics for p in (self.c.partitions_for_topic(tp) or [])]
         self.c.assign(tps)
         self.c.seek_to_beginning()
+        self.ledger = None
+        try:
+            from wenzheng.sinks.cases import Ledger
+
+            self.ledger = Ledger.from_settings(runtime.settings)
+        except Exception as exc:  # noqa: BLE001 — the summary must not stop `up`
+            log.warning("summary without the case ledger: %s", exc)
 
     def update(self) -> None:
         for tp, recs in self.c.poll(timeout_ms=200, max_records=5000).items():
@@ -93,6 +100,8 @@ class Summary:
 
     def close(self) -> None:
         self.c.close()
+        if self.ledger:
+            self.ledger.dispose()
 
     def render(self, started: float) -> str:
         t, c = self.rt.topics, self.counts
@@ -105,6 +114,13 @@ class Summary:
             f"   triage {c[t.triage]:5d}   dead letters {c[t.deadletter]:4d}",
             "  by channel: " + ", ".join(f"{k} {v}" for k, v in sorted(self.channels.items())),
         ]
+        if self.ledger:
+            try:
+                n = self.ledger.counts()
+                lines.append(f"  cases in the ledger {n['cases']:6d}   messages linked {n['messages']:6d}"
+                             f"   (repeats merged {n['messages'] - n['cases']})")
+            except Exception:  # noqa: BLE001
+                pass
         if self.first_routed_at:
             lines.append(f"  first routed case after {self.first_routed_at - started:.1f}s")
         for topic, n in sorted(offices.items(), key=lambda kv: -kv[1])[:10]:

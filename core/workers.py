@@ -12,7 +12,7 @@ from .service import Service
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "classify", "route")
+STAGES = ("ingest", "classify", "route", "ledger")
 
 
 def load_model(runtime_or_settings, model_dir: str | None = None):
@@ -41,10 +41,14 @@ def run(config: LoadedConfig, kind: str, port: int | None = None, model_dir: str
             from wenzheng.classify.stage import ClassifyStage
 
             stage = ClassifyStage(runtime, ModelFollower(runtime.settings, pinned=model_dir))
-        else:
+        elif kind == "route":
             from wenzheng.route.stage import RouteStage
 
             stage = RouteStage(runtime)
+        else:
+            from wenzheng.sinks.stage import LedgerStage
+
+            stage = LedgerStage(runtime)
         worker = StageWorker(runtime, stage)
 
         def health() -> dict:
@@ -52,7 +56,12 @@ def run(config: LoadedConfig, kind: str, port: int | None = None, model_dir: str
 
     service = Service(config.settings.http.host, default_port(config, kind) if port is None else port, kind)
     service.health = health
-    for method, prefix, handler in getattr(worker, "routes", list)():
+    routes = getattr(worker, "routes", list)()
+    if kind == "ledger":
+        from wenzheng.sinks.api import routes as ledger_routes
+
+        routes += ledger_routes(stage.ledger)
+    for method, prefix, handler in routes:
         service.add(method, prefix, handler)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())

@@ -50,7 +50,7 @@ def write_config(directory: Path, bootstrap: str | None = None, **sections) -> P
         "state": {"dir": str(directory / "state")},
         "privacy": {"pseudonym_key": "test-key"},
     }
-    runtime.update({k: v for k, v in sections.items() if k in runtime or k in ("classifier",)})
+    runtime.update({k: v for k, v in sections.items() if k in runtime or k in ("classifier", "ledger")})
     (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime, allow_unicode=True), encoding="utf-8")
     channels = {"channels": {"hotline": {"enabled": True, "drop_dir": str(directory / "drop"),
                                          "poll_seconds": 0.5, "settle_seconds": 0.2}}}
@@ -125,3 +125,46 @@ def workers(config_dir, tmp_path):
     w = Workers(config_dir, tmp_path)
     yield w
     w.stop_all()
+
+
+# --- the case ledger on SQLite and on this machine's real PostgreSQL ---------------------
+# (skipped, saying why, when none answers; each PostgreSQL test gets a schema of its own)
+
+PG_URL = os.environ.get("WENZHENG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin():
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as db:
+            db.execute(sa.text("select 1"))
+        return engine
+    except Exception as exc:  # noqa: BLE001 — any reason to skip is said
+        pytest.skip(f"no PostgreSQL at {PG_URL} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                    "set WENZHENG_TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+def pg_schema():
+    import sqlalchemy as sa
+
+    engine = _pg_admin()
+    schema = f"wz_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as db:
+        db.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield PG_URL, schema
+    finally:
+        with engine.begin() as db:
+            db.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path):
+    """(url, schema) of an empty ledger database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.sqlite3'}", None
+    return request.getfixturevalue("pg_schema")

@@ -73,3 +73,13 @@ def test_worker_serves_health_and_metrics_and_stops_on_sigterm(workers, config_d
     assert "wenzheng_messages_in_total" in metrics and "wenzheng_consumer_lag" in metrics
     proc.terminate()
     assert proc.wait(30) == 0
+
+
+def test_a_stop_before_the_consumer_is_ready_is_not_lost(runtime, tiny_model):
+    """SIGTERM can arrive while run() is still making its consumer (the health port is already up)."""
+    worker = StageWorker(runtime, ClassifyStage(runtime, Classifier.load(tiny_model, runtime.settings)))
+    worker.stop()
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()

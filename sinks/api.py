@@ -1,0 +1,110 @@
+"""Offices act on cases, citizens look them up: `wenzheng case …` and the ledger worker's HTTP API.
+
+HTTP (served by `wenzheng worker ledger`, port http.port + 3):
+
+* ``GET /cases/<tracking no>`` — a citizen's lookup: status, office, deadlines, history
+  (masked text only, no actor names).
+* ``POST /cases/<tracking no>/claim|reply|close|reopen`` with a JSON body
+  (``office_id``, ``actor``, ``text`` for a reply, ``satisfaction`` 1–5 on close,
+  ``reason`` on reopen). Serve it on an internal network only: it has no
+  authentication of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from wenzheng.cli import Command, UsageError, _config
+
+from .cases import CaseError, Ledger
+
+ACTIONS = ("claim", "reply", "close", "reopen")
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+
+
+def act(ledger: Ledger, tracking_no: str, action: str, body: dict) -> dict:
+    office, actor = body.get("office_id"), body.get("actor") or ""
+    if action in ("claim", "reply") and not office:
+        raise CaseError(f"{action} needs office_id")
+    if action == "claim":
+        return ledger.claim(tracking_no, office, actor)
+    if action == "reply":
+        return ledger.reply(tracking_no, office, body.get("text") or "", actor)
+    if action == "close":
+        sat = body.get("satisfaction")
+        return ledger.close(tracking_no, int(sat) if sat not in (None, "") else None, actor)
+    if action == "reopen":
+        return ledger.reopen(tracking_no, body.get("reason") or "", actor)
+    raise CaseError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
+
+
+def public(case: dict) -> dict:
+    keep = ("tracking_no", "status", "office_name", "category", "type", "received_at",
+            "first_response_due", "answer_due", "claimed_at", "replied_at", "closed_at", "satisfaction")
+    return {**{k: case[k] for k in keep},
+            "history": [{"at": e["at"], "event": e["event"], **({"reply": e["note"]} if e["event"] == "replied" else {})}
+                        for e in case["events"]]}
+
+
+def routes(ledger: Ledger):
+    def get(req):
+        tracking = req.path[len("/cases/"):].strip("/")
+        try:
+            return 200, "application/json; charset=utf-8", _json(public(ledger.get(tracking))).encode()
+        except CaseError as exc:
+            return 404, "application/json; charset=utf-8", _json({"error": str(exc)}).encode()
+
+    def post(req):
+        parts = req.path[len("/cases/"):].strip("/").split("/")
+        if len(parts) != 2:
+            return 404, "application/json; charset=utf-8", b'{"error": "POST /cases/<tracking no>/<action>"}'
+        try:
+            body = json.loads(req.body or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            return 400, "application/json; charset=utf-8", _json({"error": f"body is not a JSON object: {exc}"}).encode()
+        try:
+            case = act(ledger, parts[0], parts[1], body)
+        except CaseError as exc:
+            code = 404 if str(exc).startswith("no case") else 409
+            return code, "application/json; charset=utf-8", _json({"error": str(exc)}).encode()
+        except (TypeError, ValueError) as exc:
+            return 400, "application/json; charset=utf-8", _json({"error": str(exc)}).encode()
+        return 200, "application/json; charset=utf-8", _json(case).encode()
+
+    return [("GET", "/cases/", get), ("POST", "/cases/", post)]
+
+
+class CaseCommand(Command):
+    name, help = "case", "offices act on a case (claim, reply, close, reopen) or show it"
+
+    def configure(self, p):
+        p.add_argument("action", choices=[*ACTIONS, "show"])
+        p.add_argument("tracking_no")
+        p.add_argument("--office", help="the acting office's id (claim, reply)")
+        p.add_argument("--actor", default="", help="who acts (a clerk's name or id)")
+        p.add_argument("--text", default="", help="the reply")
+        p.add_argument("--satisfaction", type=int, help="close: the citizen's rating, 1-5")
+        p.add_argument("--reason", default="", help="reopen: why")
+
+    def execute(self, args) -> int:
+        config = _config(args)
+        ledger = Ledger.from_settings(config.settings)
+        try:
+            if args.action == "show":
+                case = ledger.get(args.tracking_no)
+            else:
+                case = act(ledger, args.tracking_no, args.action,
+                           {"office_id": args.office, "actor": args.actor, "text": args.text,
+                            "satisfaction": args.satisfaction, "reason": args.reason})
+        except CaseError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            ledger.dispose()
+        print(_json(case))
+        return 0

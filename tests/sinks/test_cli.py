@@ -1,0 +1,29 @@
+"""`wenzheng case` and `wenzheng report` on the configured (SQLite) ledger."""
+
+import json
+
+from tests.conftest import write_config
+from tests.sinks.test_ledger import routed
+from wenzheng.cli import main
+from wenzheng.config import load
+from wenzheng.sinks.cases import Ledger
+
+
+def test_case_and_report_commands(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    ledger = Ledger.from_settings(load(cfg).settings)
+    t = ledger.record(routed("wechat:1", "唐江镇幸福路的路灯坏了"))["tracking_no"]
+    ledger.dispose()
+    assert main(["case", "claim", t, "--office", "360703-cgj", "--actor", "张三", "--config", str(cfg)]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "claimed"
+    assert main(["case", "close", t, "--config", str(cfg)]) == 2  # not replied yet
+    assert "cannot close it" in capsys.readouterr().err
+    assert main(["case", "reply", t, "--office", "360703-cgj", "--text", "已修复", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    html, csv = tmp_path / "r.html", tmp_path / "r.csv"
+    assert main(["report", "--month", "2026-11", "--now", "2026-12-01T00:00:00+08:00", "--csv", str(csv),
+                 "--html", str(html), "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "南康区城市管理局" in out and "overdue: 0" in out
+    assert html.is_file() and "total" in csv.read_text(encoding="utf-8-sig")
+    assert main(["report", "--month", "2026-13", "--config", str(cfg)]) == 2
