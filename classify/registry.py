@@ -98,3 +98,39 @@ class ModelFollower:
         log.info("switched model", extra={"from": self.model.version, "to": model.version})
         self.model = model
         return True
+
+
+def model_dirs(settings, extra: list[str | Path] = ()) -> list[Path]:
+    """Every model directory this machine knows of: given ones, promoted ones (the
+    history in promotions.jsonl), the configured one, and those under the models dir."""
+    seen: dict[Path, None] = {}
+    history = models_dir(settings) / "promotions.jsonl"
+    promoted_paths = []
+    if history.is_file():
+        for line in history.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                promoted_paths.append(json.loads(line)["path"])
+    for d in [*extra, *promoted_paths, settings.classifier.model_dir or None]:
+        if d:
+            seen.setdefault(Path(d).expanduser().resolve(), None)
+    root = models_dir(settings)
+    if root.is_dir():
+        for meta in sorted(root.glob("*/meta.json")):
+            seen.setdefault(meta.parent.resolve(), None)
+    return [d for d in seen if (d / "meta.json").is_file()]
+
+
+def find(settings, version: str, extra: list[str | Path] = ()) -> Classifier:
+    """The model with this version (as recorded on a classified message), loaded with ``settings``."""
+    for d in model_dirs(settings, extra):
+        try:
+            if json.loads((d / "meta.json").read_text(encoding="utf-8")).get("version") == version:
+                return Classifier.load(d, settings)
+        except (OSError, ValueError):
+            continue
+    if version.startswith("baseline-"):  # the packaged corpus's model, rebuilt if the cache is gone
+        model = baseline(settings, models_dir(settings))
+        if model.version == version:
+            return model
+    raise ValueError(f"model {version} is not on this machine (looked in {len(model_dirs(settings, extra))} "
+                     f"model directories: promoted, configured, {models_dir(settings)}); pass --models DIR")

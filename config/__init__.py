@@ -3,7 +3,7 @@
 ``load(dir)`` validates a configuration directory; the packaged default is 赣州市.
 """
 
-from .loader import DEFAULT_DIR, ConfigError, LoadedConfig, load
+from .loader import DEFAULT_DIR, ConfigError, LoadedConfig, load, load_snapshot, snapshot
 from .offices import OfficeDirectory, build_offices
 from .schema import CATEGORIES, MESSAGE_TYPES, UNKNOWN, Settings
 
@@ -18,4 +18,6 @@ __all__ = [
     "Settings",
     "build_offices",
     "load",
+    "load_snapshot",
+    "snapshot",
 ]

@@ -87,10 +87,43 @@ def load(directory: str | Path | None = None, env: dict[str, str] | None = None)
         file = sources.get(loc[0], directory) if loc else directory
         raise ConfigError(file, ".".join(loc), err["msg"]) from None
     _check_references(settings, sources, directory)
-    digest = hashlib.sha256(
+    return LoadedConfig(settings, directory, sources, _digest(settings))
+
+
+def _digest(settings: Settings) -> str:
+    return hashlib.sha256(
         json.dumps(settings.model_dump(mode="json"), sort_keys=True, ensure_ascii=False).encode()
     ).hexdigest()
-    return LoadedConfig(settings, directory, sources, digest)
+
+
+def snapshot(config: LoadedConfig, state_dir: str | Path) -> Path:
+    """Keep the effective configuration under ``<state.dir>/configs/<hash>.json`` (secrets
+    masked), so an audit can route again exactly as a message was routed at the time."""
+    d = Path(state_dir).expanduser() / "configs"
+    path = d / f"{config.hash}.json"
+    if not path.is_file():
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(config.settings.model_dump(mode="json"), ensure_ascii=False, indent=1),
+                       encoding="utf-8")
+        os.replace(tmp, path)
+    return path
+
+
+def load_snapshot(state_dir: str | Path, digest: str) -> LoadedConfig:
+    """The configuration a routing decision recorded (by its hash, or a unique prefix of it)."""
+    d = Path(state_dir).expanduser() / "configs"
+    found = sorted(d.glob(f"{digest}*.json")) if digest else []
+    if len(found) != 1:
+        what = "no" if not found else "more than one"
+        raise ConfigError(d, "", f"{what} configuration snapshot {digest!r} (kept when a route worker starts)")
+    try:
+        settings = Settings.model_validate(json.loads(found[0].read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(found[0], "", f"not a configuration snapshot: {_one_line(exc)}") from None
+    if (actual := _digest(settings)) != found[0].stem:
+        raise ConfigError(found[0], "", f"hashes to {actual[:12]}, not {found[0].stem[:12]} (edited?)")
+    return LoadedConfig(settings, d, {}, actual)
 
 
 def _from_gazetteer(path: Path, data: dict) -> tuple[dict, list]:

@@ -229,8 +229,50 @@ class ModelCmd(Command):
 class Replay(Command):
     name, help = "replay", "re-read a topic over a time or offset range for an audit"
 
+    def configure(self, p):
+        p.description = ("Re-read a topic read-only (no group, no commits) and classify and route its messages again "
+                         "with the model and configuration recorded on each (or chosen ones); compare with what was "
+                         "decided and write an audit report. Times are Asia/Shanghai unless they say otherwise.")
+        p.add_argument("--topic", help="default: the routed decisions (wz.routed); the dead-letter topic re-feeds")
+        p.add_argument("--from", dest="start", type=_time, help="first message time, e.g. 2026-03-01 or 2026-03-01T08:00")
+        p.add_argument("--to", dest="end", type=_time, help="up to (not including) this time")
+        p.add_argument("--partition", type=int, help="only this partition")
+        p.add_argument("--start-offset", type=int, help="first offset (with or without --partition)")
+        p.add_argument("--end-offset", type=int, help="up to (not including) this offset")
+        p.add_argument("--model", default="recorded", help="recorded (default), current, a model directory or a version")
+        p.add_argument("--config-version", default="recorded",
+                       help="recorded (default: the snapshot of each message's config hash), current, or a hash")
+        p.add_argument("--models", action="append", default=[], help="another directory holding model directories")
+        p.add_argument("--out", help="report directory (default: replay-<topic>-<time>)")
+        p.add_argument("--republish-to", help="write the replayed decisions to this new topic (never a live one)")
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar on stderr (default: when stderr is a terminal)")
+
     def execute(self, args):
-        raise UsageError("replay is not built yet (see the replay issue)")
+        from .replay import ReplayError, run
+
+        if args.start and args.start_offset is not None:
+            raise UsageError("--from and --start-offset exclude each other")
+        if args.start and args.end and args.end <= args.start:
+            raise UsageError("--to must be later than --from")
+        models = [str(m) for d in args.models for m in sorted(Path(d).iterdir()) if (m / "meta.json").is_file()]
+        try:
+            run(_config(args), topic=args.topic, start=args.start, end=args.end, partition=args.partition,
+                start_offset=args.start_offset, end_offset=args.end_offset, model=args.model,
+                config_version=args.config_version, models=models, out=args.out, republish_to=args.republish_to,
+                show_progress=args.progress)
+        except ReplayError as exc:
+            raise UsageError(str(exc)) from None
+        return 0
+
+
+def _time(value: str):
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {value!r} (e.g. 2026-03-01 or 2026-03-01T08:00+08:00)") from None
 
 
 class ConfigCmd(Command):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wenzheng import envelope
+from wenzheng.config import snapshot
 from wenzheng.delivery import Out
 from wenzheng.errors import BadMessage
 from wenzheng.stage import Stage
@@ -16,6 +17,7 @@ class RouteStage(Stage):
     def __init__(self, runtime):
         super().__init__(runtime)
         self.router = Router(runtime.config, runtime.offices)
+        snapshot(runtime.config, runtime.settings.state.dir)  # what an audit replay routes with
 
     def inputs(self) -> list[str]:
         return [self.runtime.topics.classified]

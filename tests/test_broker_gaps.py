@@ -60,3 +60,27 @@ def test_aborted_transactions_are_visible_to_read_committed(bootstrap):
     values = [r.value for recs in (c.poll(1000), c.poll(1000)) for v in recs.values() for r in v]
     c.close()
     assert b"aborted" in values  # a real Kafka would hide it
+
+
+def test_offsets_for_times_looks_up_append_time_and_never_answers_none(bootstrap):
+    """Kafka answers the first offset whose *record* timestamp is at or after the time, and
+    nothing (-1) after the last record. Tansu looks the time up among its own append
+    times, and after the last record answers offset 0 — a replay that trusted it would
+    read a topic from its start. wenzheng.replay treats timestamp -1 as "none" and
+    filters records by their own timestamps."""
+    import time
+
+    topic = new_topic(bootstrap)
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    march = 1772326800000  # 2026-03-01T09:00+08:00: records from the past, appended now
+    for i in range(5):
+        p.send(topic, value=b"%d" % i, timestamp_ms=march + i * 86_400_000)
+    p.flush()
+    p.close()
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    tp = TopicPartition(topic, 0)
+    third = c.offsets_for_times({tp: march + 2 * 86_400_000})[tp]
+    assert third.offset == 0 and third.timestamp > time.time() * 1000 - 60_000  # Kafka: offset 2, March 3rd
+    after = c.offsets_for_times({tp: int(time.time() * 1000) + 3_600_000})[tp]
+    assert after is not None and (after.offset, after.timestamp) == (0, -1)  # Kafka: None
+    c.close()

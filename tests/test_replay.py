@@ -1,0 +1,207 @@
+"""Audit replay against the real broker: route a known stream, promote a new model,
+replay — the recorded versions reproduce every decision, the new model's changes are
+listed exactly; reading is read-only; dead letters are re-fed after a connector fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import datetime
+
+import pytest
+import yaml
+from kafka import KafkaAdminClient, KafkaProducer
+
+from tests.conftest import write_config
+from tests.kafka_util import read_values
+from wenzheng import envelope
+from wenzheng.classify import registry
+from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled
+from wenzheng.classify.stage import ClassifyStage
+from wenzheng.config import OfficeDirectory, load
+from wenzheng.delivery import Publisher
+from wenzheng.kafka import producer as make_producer
+from wenzheng.replay import ReplayError, plan, read, read_only_consumer, run
+from wenzheng.route.router import Router
+from wenzheng.route.stage import RouteStage
+from wenzheng.runtime import Runtime
+from wenzheng.stage import StageWorker
+
+N = 120
+
+
+def _stream(rt) -> list[str]:
+    rows = [r for r in read_labelled(corpus_files()) if is_test(r)][:N]
+    p = KafkaProducer(bootstrap_servers=rt.bootstrap, acks="all")
+    ids = []
+    for i, r in enumerate(rows):
+        env = envelope.make(channel="webform", account="web", source_id=f"r{i}", title=r.get("title") or "",
+                            text=r["text"], posted_at=envelope.now())
+        p.send(rt.topics.intake, key=env["id"].encode(), value=envelope.encode(env))
+        ids.append(env["id"])
+    p.flush()
+    p.close()
+    return ids
+
+
+def _run_until(workers: list[StageWorker], done) -> None:
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for w in workers:
+        w.stop()
+    for t in threads:
+        t.join(30)
+    assert done()
+
+
+def _groups(bootstrap) -> set:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return {g["group_id"] if isinstance(g, dict) else g[0] for g in admin.list_groups()}
+    finally:
+        admin.close()
+
+
+def test_recorded_versions_reproduce_and_a_new_model_changes_exactly_what_it_predicts(tmp_path, bootstrap, tiny_model):
+    config = load(write_config(tmp_path, bootstrap))
+    s = config.settings
+    rt = Runtime(config).connect()
+    registry.promote(s, tiny_model)
+    ids = _stream(rt)
+    classify = StageWorker(rt, ClassifyStage(rt, registry.ModelFollower(s)))
+    route = StageWorker(rt, RouteStage(rt))
+    _run_until([classify, route], lambda: route.processed >= N)
+    routed = read_values(bootstrap, rt.topics.routed)
+    assert sorted(v["id"] for v in routed) == sorted(ids)
+    assert (tmp_path / "state" / "configs" / f"{config.hash}.json").is_file()
+
+    # a new model, trained on other data (one category folded into another), promoted
+    rows = [dict(r, category="urban_management" if r.get("category") == "environment" else r.get("category"))
+            for r in read_labelled(corpus_files()) if not is_test(r)][::2]
+    newer = Classifier.train(rows, s).save(tmp_path / "models" / "b")
+    registry.promote(s, newer)
+    groups = _groups(bootstrap)
+
+    lines: list[str] = []
+    same = run(config, out=tmp_path / "same", show_progress=False, echo=lines.append)
+    assert (same["read"], same["compared"], same["agreed"], same["changed"], same["errors"]) == (N, N, N, 0, 0)
+    assert (tmp_path / "same" / "diffs.jsonl").read_text(encoding="utf-8") == ""
+    assert "agreement 100.00%" in lines[0]
+
+    # what the new model does, worked out here message by message
+    model_b, router = Classifier.load(newer, s), Router(config, OfficeDirectory(s))
+    expected = {}
+    for v, p in zip(routed, model_b.predict([{k: x for k, x in v.items() if k not in ("classification", "routing")}
+                                             for v in routed]), strict=True):
+        c = {"category": p.category, "category_confidence": p.category_confidence, "type": p.type,
+             "jurisdiction": p.jurisdiction, "model_version": model_b.version}
+        r = router.route({**v, "classification": c})
+        changed = [f for f in ("category", "type", "jurisdiction") if c[f] != v["classification"][f]]
+        changed += [f for f in ("office_id", "co_offices", "triage", "rule", "deadlines") if r[f] != v["routing"][f]]
+        if changed:
+            expected[v["id"]] = changed
+    assert len(expected) >= 5  # environment is gone from the new model
+
+    lines = []
+    new = run(config, model="current", out=tmp_path / "new", show_progress=False, echo=lines.append)
+    diffs = [json.loads(x) for x in (tmp_path / "new" / "diffs.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {d["id"]: d["changed"] for d in diffs} == expected
+    assert new["changed"] == len(expected) and new["agreed"] == N - len(expected)
+    env_diff = next(d for d in diffs if d["recorded"]["category"] == "environment")
+    assert env_diff["why"].startswith(f"model {registry.Classifier.load(tiny_model, None).version}→{model_b.version}")
+    summary = (tmp_path / "new" / "summary.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert summary[0] == "dimension,value,messages,agreed,agreement"
+    assert any(line.startswith("category,environment,") and ",0,0.0" in line for line in summary)
+    assert "环境" not in lines[0] and "changed" in lines[0]  # codes, and the count, in the terminal
+    assert "<table>" in (tmp_path / "new" / "report.html").read_text(encoding="utf-8")
+
+    # read-only: no consumer group appeared, no live topic grew
+    assert _groups(bootstrap) == groups
+    assert len(read_values(bootstrap, rt.topics.routed)) == N
+
+    # republishing: into a new topic, once
+    with pytest.raises(ReplayError, match="live topic"):
+        run(config, republish_to=rt.topics.routed, out=tmp_path / "x", show_progress=False, echo=lines.append)
+    target = f"{rt.topics.prefix}replay.audit"
+    first = run(config, republish_to=target, out=tmp_path / "r1", show_progress=False, echo=lines.append)
+    again = run(config, republish_to=target, out=tmp_path / "r2", show_progress=False, echo=lines.append)
+    assert (first["republished"], again["republished"], again["already_there"]) == (N, 0, N)
+    out = read_values(bootstrap, target)
+    assert sorted(v["id"] for v in out) == sorted(ids) and all(v["replay"]["of"]["topic"] == rt.topics.routed for v in out)
+    rt.journal.close()
+
+
+def test_a_time_range_reads_exactly_its_messages(tmp_path, bootstrap):
+    config = load(write_config(tmp_path, bootstrap))
+    rt = Runtime(config).connect()
+    topic = rt.topics.routed
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    marks = []
+    for wave in range(3):  # three waves, a time mark between them; each wave over the three partitions
+        if wave:
+            time.sleep(1.2)
+            marks.append(datetime.now(envelope.TZ))
+            time.sleep(1.2)
+        for i in range(wave * 10, wave * 10 + 10):
+            p.send(topic, key=f"k{i}".encode(), value=json.dumps({"i": i}).encode())
+        p.flush()
+    p.close()
+    c = read_only_consumer(rt.settings)
+    got = [json.loads(r.value)["i"] for r in read(c, plan(c, topic, start=marks[0], end=marks[1]), marks[0], marks[1])]
+    assert sorted(got) == list(range(10, 20))
+    everything = [json.loads(r.value)["i"] for r in read(c, plan(c, topic))]
+    assert sorted(everything) == list(range(30))  # to the high watermark, not Tansu's end_offsets
+    later = datetime.now(envelope.TZ)
+    assert plan(c, topic, start=later) == {}  # not "from offset 0", as Tansu answers
+    tail = [json.loads(r.value)["i"] for r in read(c, plan(c, topic, start=marks[1]), marks[1])]
+    assert sorted(tail) == list(range(20, 30))
+    c.close()
+    rt.journal.close()
+
+
+def test_dead_letters_are_refed_once_after_the_connector_is_fixed(tmp_path, bootstrap):
+    cfg = write_config(tmp_path, bootstrap)
+    channels = yaml.safe_load((cfg / "channels.yaml").read_text(encoding="utf-8"))
+    channels["channels"]["hotline"]["encodings"] = ["utf-8-sig"]  # the broken connector: no GB18030
+    (cfg / "channels.yaml").write_text(yaml.safe_dump(channels, allow_unicode=True), encoding="utf-8")
+    broken = load(cfg)
+    rt = Runtime(broken).connect()
+    from wenzheng.ingest.hotline import HotlineConnector
+
+    drop = tmp_path / "drop"
+    drop.mkdir(exist_ok=True)
+    call = {"call_id": "C-2026-0301-0007", "started_at": "2026-03-01T09:12:00+08:00", "caller_number": "13907971234",
+            "turns": [{"speaker": "市民", "text": "章贡区红旗大道的路灯坏了三天了"}]}
+    (drop / "c7.json").write_bytes(json.dumps(call, ensure_ascii=False).encode("gb18030"))
+    (drop / "c8.json").write_text(json.dumps({**call, "call_id": "C8"}, ensure_ascii=False), encoding="utf-8")
+    old = time.time() - 60
+    for f in drop.iterdir():
+        os.utime(f, (old, old))
+    hotline = HotlineConnector(rt, Publisher(rt.settings, make_producer(rt.settings), rt.journal, "ingest"))
+    assert hotline.poll() == 1
+    dead = read_values(bootstrap, rt.topics.deadletter)
+    assert len(dead) == 1 and "wrong encoding" in dead[0]["reason"]
+
+    with pytest.raises(ReplayError, match="live topic"):
+        run(broken, topic=rt.topics.routed, republish_to=rt.topics.intake, out=tmp_path / "x", show_progress=False)
+    lines: list[str] = []
+    still = run(broken, topic=rt.topics.deadletter, republish_to=rt.topics.intake, out=tmp_path / "r0",
+                show_progress=False, echo=lines.append)
+    assert "republished" not in still and "wrong encoding" in "\n".join(lines)
+
+    channels["channels"]["hotline"].pop("encodings")  # the fix
+    (cfg / "channels.yaml").write_text(yaml.safe_dump(channels, allow_unicode=True), encoding="utf-8")
+    fixed = load(cfg)
+    first = run(fixed, topic=rt.topics.deadletter, republish_to=rt.topics.intake, out=tmp_path / "r1", show_progress=False)
+    again = run(fixed, topic=rt.topics.deadletter, republish_to=rt.topics.intake, out=tmp_path / "r2", show_progress=False)
+    assert (first["republished"], again.get("republished", 0), again["already_there"]) == (1, 0, 1)
+    intake = {v["id"]: v for v in read_values(bootstrap, rt.topics.intake)}
+    assert set(intake) == {"hotline:C8", "hotline:C-2026-0301-0007"}
+    assert intake["hotline:C-2026-0301-0007"]["text"] == "章贡区红旗大道的路灯坏了三天了"
+    rt.journal.close()
