@@ -26,19 +26,19 @@ def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
 
 
-def act(ledger: Ledger, tracking_no: str, action: str, body: dict) -> dict:
+def act(ledger: Ledger, tracking_no: str, action: str, body: dict, at: datetime | None = None) -> dict:
     office, actor = body.get("office_id"), body.get("actor") or ""
     if action in ("claim", "reply") and not office:
         raise CaseError(f"{action} needs office_id")
     if action == "claim":
-        return ledger.claim(tracking_no, office, actor)
+        return ledger.claim(tracking_no, office, actor, at=at)
     if action == "reply":
-        return ledger.reply(tracking_no, office, body.get("text") or "", actor)
+        return ledger.reply(tracking_no, office, body.get("text") or "", actor, at=at)
     if action == "close":
         sat = body.get("satisfaction")
-        return ledger.close(tracking_no, int(sat) if sat not in (None, "") else None, actor)
+        return ledger.close(tracking_no, int(sat) if sat not in (None, "") else None, actor, at=at)
     if action == "reopen":
-        return ledger.reopen(tracking_no, body.get("reason") or "", actor)
+        return ledger.reopen(tracking_no, body.get("reason") or "", actor, at=at)
     raise CaseError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
 
 
@@ -91,6 +91,8 @@ class CaseCommand(Command):
         p.add_argument("--text", default="", help="the reply")
         p.add_argument("--satisfaction", type=int, help="close: the citizen's rating, 1-5")
         p.add_argument("--reason", default="", help="reopen: why")
+        p.add_argument("--at", type=datetime.fromisoformat,
+                       help="when it was done, if not now (an action taken on paper, entered later)")
 
     def execute(self, args) -> int:
         config = _config(args)
@@ -101,7 +103,8 @@ class CaseCommand(Command):
             else:
                 case = act(ledger, args.tracking_no, args.action,
                            {"office_id": args.office, "actor": args.actor, "text": args.text,
-                            "satisfaction": args.satisfaction, "reason": args.reason})
+                            "satisfaction": args.satisfaction, "reason": args.reason},
+                           at=args.at.replace(tzinfo=args.at.tzinfo or ledger.tz) if args.at else None)
         except CaseError as exc:
             raise UsageError(str(exc)) from None
         finally:

@@ -14,11 +14,14 @@ def test_case_and_report_commands(tmp_path, capsys):
     ledger = Ledger.from_settings(load(cfg).settings)
     t = ledger.record(routed("wechat:1", "唐江镇幸福路的路灯坏了"))["tracking_no"]
     ledger.dispose()
-    assert main(["case", "claim", t, "--office", "360703-cgj", "--actor", "张三", "--config", str(cfg)]) == 0
-    assert json.loads(capsys.readouterr().out)["status"] == "claimed"
+    assert main(["case", "claim", t, "--office", "360703-cgj", "--actor", "张三", "--config", str(cfg),
+                 "--at", "2026-11-23T09:40"]) == 0
+    claimed = json.loads(capsys.readouterr().out)
+    assert claimed["status"] == "claimed" and claimed["claimed_at"].startswith("2026-11-23T09:40:00+08:00")
     assert main(["case", "close", t, "--config", str(cfg)]) == 2  # not replied yet
     assert "cannot close it" in capsys.readouterr().err
-    assert main(["case", "reply", t, "--office", "360703-cgj", "--text", "已修复", "--config", str(cfg)]) == 0
+    assert main(["case", "reply", t, "--office", "360703-cgj", "--text", "已修复", "--config", str(cfg),
+                 "--at", "2026-11-24T16:00:00+08:00"]) == 0
     capsys.readouterr()
     html, csv = tmp_path / "r.html", tmp_path / "r.csv"
     assert main(["report", "--month", "2026-11", "--now", "2026-12-01T00:00:00+08:00", "--csv", str(csv),
