@@ -3,6 +3,8 @@
     ./dev bench                 # all
     ./dev bench pipeline --messages 3000
     ./dev bench first-case
+    ./dev bench weibo | wechat-push | classify
+    ./dev bench replay --replay-messages 1000000
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import argparse
 import json
 import sys
 
-from . import classify, ingest_weibo, pipeline
+from . import classify, ingest_wechat, ingest_weibo, pipeline, replay
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="benchmarks")
-    p.add_argument("which", nargs="?", default="all", choices=["all", "pipeline", "first-case", "classify", "weibo"])
+    p.add_argument("which", nargs="?", default="all", choices=["all", "pipeline", "first-case", "classify", "weibo", "wechat-push", "replay"])
     p.add_argument("--messages", type=int, default=3000, help="pipeline: transcript files dropped")
     p.add_argument("--classify-messages", type=int, default=20000, help="classify: envelopes on the topic")
+    p.add_argument("--replay-messages", type=int, default=1_000_000, help="replay: routed decisions replayed")
     args = p.parse_args()
     results = {}
     if args.which in ("all", "first-case"):
@@ -27,8 +30,12 @@ def main() -> int:
         results["pipeline"] = pipeline.throughput(args.messages)
     if args.which in ("all", "weibo"):
         results["weibo_500_accounts"] = ingest_weibo.run()
+    if args.which in ("all", "wechat-push"):
+        results["wechat_push"] = ingest_wechat.run()
     if args.which in ("all", "classify"):
         results["classify"] = classify.run(args.classify_messages)
+    if args.which in ("all", "replay"):
+        results["replay"] = replay.run(args.replay_messages, args.classify_messages)
     json.dump(results, sys.stdout, ensure_ascii=False, indent=2)
     print()
     return 0

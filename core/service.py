@@ -79,7 +79,12 @@ class Service:
             def log_message(self, fmt, *args):  # access logs stay quiet; errors are logged above
                 pass
 
-        self.server = ThreadingHTTPServer((self.host, self.port), H)
+        class Server(ThreadingHTTPServer):
+            # socketserver's default listen backlog is 5: a burst of WeChat pushes from more
+            # connections than that was reset (measured by benchmarks/ingest_wechat.py).
+            request_queue_size = 256
+
+        self.server = Server((self.host, self.port), H)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, name=f"http-{self.name}", daemon=True).start()
