@@ -7,7 +7,8 @@ corpus messages is classified and routed once here, and repeated under distinct 
 recorded model and configuration and compares every decision, timed from its start
 to its end (reading, jieba, the model, routing with deadlines, the report).
 
-The ratio is replay's rate over the classify stage's (one worker process, as
+Replay runs with one process and with its default pool (the cores, at most 4). The
+ratio is replay's rate over the classify stage's (one worker process, as
 ``./dev bench classify`` measures it, on 20,000 messages): replay should not be the
 slower of the two.
 """
@@ -28,6 +29,7 @@ from wenzheng.broker import EmbeddedBroker
 from wenzheng.classify import registry
 from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled
 from wenzheng.config import OfficeDirectory, load, snapshot
+from wenzheng.replay import default_workers
 from wenzheng.replay import run as replay
 from wenzheng.route.router import Router
 from wenzheng.runtime import Runtime
@@ -40,15 +42,14 @@ POOL = 5000
 def fill(rt, config, model, n: int) -> None:
     rows = read_labelled(corpus_files())[:POOL]
     router = Router(config, OfficeDirectory(config.settings))
-    pool = []
-    for i, (r, p) in enumerate(zip(rows, model.predict(rows), strict=True)):
-        env = envelope.masked(envelope.make(channel="wechat", account="bench", source_id=f"p{i}", text=r["text"],
-                                            title=r.get("title") or "", posted_at=envelope.now()))
+    pool = [envelope.masked(envelope.make(channel="wechat", account="bench", source_id=f"p{i}", text=r["text"],
+                                          title=r.get("title") or "", posted_at=envelope.now()))
+            for i, r in enumerate(rows)]
+    for env, p in zip(pool, model.predict(pool), strict=True):  # what the classify stage sees: the masked text
         env["classification"] = {"category": p.category, "category_confidence": p.category_confidence,
                                  "type": p.type, "type_confidence": p.type_confidence, "jurisdiction": p.jurisdiction,
                                  "jurisdiction_source": p.jurisdiction_source, "model_version": model.version}
         env["routing"] = router.route(env)
-        pool.append(env)
     prod = KafkaProducer(bootstrap_servers=rt.bootstrap, linger_ms=50, batch_size=1 << 20, acks=1)
     for i in range(n):
         env = dict(pool[i % len(pool)], id=f"wechat:bench:{i}")
@@ -70,16 +71,21 @@ def run(n: int = 1_000_000, stage_messages: int = 20000) -> dict:
         t0 = time.perf_counter()
         fill(rt, config, Classifier.load(model_dir, config.settings), n)
         fill_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        summary = replay(config, out=root / "report", show_progress=False, echo=lambda *_: None)
-        took = time.perf_counter() - t0
+        runs = {}
+        for workers in (1, default_workers()) if default_workers() > 1 else (1,):
+            t0 = time.perf_counter()
+            summary = replay(config, out=root / f"report{workers}", show_progress=False, workers=workers,
+                             echo=lambda *_: None)
+            took = time.perf_counter() - t0
+            rate = summary["read"] / took
+            runs[f"{workers}_workers"] = {
+                "read": summary["read"], "agreement": summary["agreement"], "errors": summary["errors"],
+                "replay_s": round(took, 1), "replay_msgs_per_s": round(rate, 1),
+                "replay_to_classify_stage_ratio": round(rate / stage["msgs_per_s"], 2) if stage["msgs_per_s"] else None}
         rt.journal.close()
-    rate = summary["read"] / took
-    return {"messages": n, "read": summary["read"], "agreement": summary["agreement"], "errors": summary["errors"],
-            "fill_s": round(fill_s, 1), "replay_s": round(took, 1), "replay_msgs_per_s": round(rate, 1),
-            "classify_stage_msgs_per_s": stage["msgs_per_s"],
-            "replay_to_classify_stage_ratio": round(rate / stage["msgs_per_s"], 2) if stage["msgs_per_s"] else None,
-            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {"messages": n, "fill_s": round(fill_s, 1), "classify_stage_msgs_per_s": stage["msgs_per_s"], **runs,
+            "main_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "largest_child_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
 if __name__ == "__main__":

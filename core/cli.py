@@ -245,11 +245,13 @@ class Replay(Command):
         p.add_argument("--models", action="append", default=[], help="another directory holding model directories")
         p.add_argument("--out", help="report directory (default: replay-<topic>-<time>)")
         p.add_argument("--republish-to", help="write the replayed decisions to this new topic (never a live one)")
+        p.add_argument("--workers", type=int, default=None,
+                       help="processes that classify and route (default: the cores, at most 4)")
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar on stderr (default: when stderr is a terminal)")
 
     def execute(self, args):
-        from .replay import ReplayError, run
+        from .replay import ReplayError, default_workers, run
 
         if args.start and args.start_offset is not None:
             raise UsageError("--from and --start-offset exclude each other")
@@ -260,7 +262,7 @@ class Replay(Command):
             run(_config(args), topic=args.topic, start=args.start, end=args.end, partition=args.partition,
                 start_offset=args.start_offset, end_offset=args.end_offset, model=args.model,
                 config_version=args.config_version, models=models, out=args.out, republish_to=args.republish_to,
-                show_progress=args.progress)
+                show_progress=args.progress, workers=args.workers or default_workers())
         except ReplayError as exc:
             raise UsageError(str(exc)) from None
         return 0

@@ -33,9 +33,11 @@ import csv
 import html
 import json
 import logging
+import multiprocessing
+import os
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,7 +45,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from wenzheng.config import LoadedConfig, OfficeDirectory, load_snapshot
+from wenzheng.config import ConfigError, LoadedConfig, OfficeDirectory, load_snapshot
 
 from . import envelope
 from .delivery import Out
@@ -213,18 +215,36 @@ class Decider:
                 model = self._model((it.get("classification") or {}).get("model_version"), config)
                 groups[(id(model), id(router))].append(i)
                 results[i] = {"model": model, "router": router}
-            except (BadMessage, ValueError, OSError) as exc:
+            except (BadMessage, ConfigError, ValueError, OSError) as exc:
                 results[i] = {"error": str(exc)}
         for idx in groups.values():
             model, router = results[idx[0]]["model"], results[idx[0]]["router"]
             inputs = [{k: v for k, v in items[i].items() if k not in ("classification", "routing")} for i in idx]
-            for i, env, p in zip(idx, inputs, model.predict(inputs), strict=True):
+            for i, env, p in zip(idx, inputs, self._predict(model, inputs), strict=True):
+                if p is None:
+                    results[i] = {"error": "the model cannot read this message (no text?)"}
+                    continue
                 c = {"category": p.category, "category_confidence": p.category_confidence, "type": p.type,
                      "type_confidence": p.type_confidence, "jurisdiction": p.jurisdiction,
                      "jurisdiction_source": p.jurisdiction_source, "model_version": model.version}
                 r = router.route({**env, "classification": c})
                 results[i] = {"classification": c, "routing": r}
         return results
+
+
+    @staticmethod
+    def _predict(model, inputs: list[dict]) -> list:
+        """The batch at once; one by one (None for the unreadable) if it fails."""
+        try:
+            return model.predict(inputs)
+        except Exception:
+            out = []
+            for env in inputs:
+                try:
+                    out.append(model.predict([env])[0])
+                except Exception:
+                    out.append(None)
+            return out
 
 
 def prepare(value, record) -> dict:
@@ -434,6 +454,9 @@ def refeed(runtime, value: dict, fetch) -> Out:
         if not path.is_file():
             raise BadMessage(f"quarantined file {path} is gone")
         return Out(target, (env := hotline.to_envelope(path, path.read_bytes()))["id"], env)
+    if "quarantine" in src:
+        raise BadMessage(f"{value.get('stage')}: the payload is kept in quarantine ({src['quarantine']}), "
+                         "but re-feeding it is built for hotline files only")
     raise BadMessage(f"nothing kept to re-feed from (source {json.dumps(src, ensure_ascii=False)}): "
                      "the upstream item must be fetched again")
 
@@ -469,12 +492,37 @@ def progress(total: int | None, enabled: bool):
 
 # --- the command --------------------------------------------------------------------------
 
+_WORKER: dict = {}  # in a pool process: its Decider
+
+
+def _init_worker(args) -> None:
+    _WORKER["decider"] = Decider(*args)
+
+
+def _decide(msgs: list[dict]) -> list[dict]:
+    return _WORKER["decider"].decide(msgs)
+
+
+class _Ready:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 1)))
+
+
 
 def run(config: LoadedConfig, *, topic: str | None = None, start: datetime | None = None, end: datetime | None = None,
         partition: int | None = None, start_offset: int | None = None, end_offset: int | None = None,
         model: str = "recorded", config_version: str = "recorded", models: list[str] = (),
         out: str | Path | None = None, republish_to: str | None = None, show_progress: bool | None = None,
-        echo=print) -> dict:
+        workers: int = 1, echo=print) -> dict:
+    """Replay ``topic`` (see the module's text); ``workers`` processes classify and route
+    (1: in this process). Returns the summary; ``echo`` gets the lines for a person."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -489,11 +537,33 @@ def run(config: LoadedConfig, *, topic: str | None = None, start: datetime | Non
     settings, topics = runtime.settings, runtime.topics
     topic = topic or topics.routed
     refeeding = topic == topics.deadletter
-    c = read_only_consumer(settings)
-    ranges = plan(c, topic, start=start, end=end, partition=partition, start_offset=start_offset, end_offset=end_offset)
-    publisher = None
     if republish_to:
         check_target(topics, topic, republish_to)
+    decider_args = (config, model, config_version, list(models))
+    pool = None
+    if refeeding:
+        decide = None
+    elif workers > 1:  # forked before any Kafka client threads exist
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(decider_args,))
+
+        def decide(msgs):
+            return pool.apply_async(_decide, (msgs,))
+    else:
+        decider = Decider(*decider_args)
+
+        def decide(msgs):
+            return _Ready(decider.decide(msgs))
+    c = read_only_consumer(settings)
+    try:
+        ranges = plan(c, topic, start=start, end=end, partition=partition, start_offset=start_offset,
+                      end_offset=end_offset)
+    except Exception:
+        c.close()
+        if pool is not None:
+            pool.terminate()
+        raise
+    publisher = None
+    if republish_to:
         admin = KafkaAdminClient(**client_kwargs(settings))
         try:
             if republish_to not in admin.list_topics():
@@ -506,47 +576,66 @@ def run(config: LoadedConfig, *, topic: str | None = None, start: datetime | Non
         publisher = Publisher(settings, make_producer(settings), runtime.journal, "replay")
     stamp = datetime.now(envelope.TZ).strftime("%Y%m%d-%H%M%S")
     audit = Audit(Path(out) if out else Path(f"replay-{topic}-{stamp}"))
-    decider = None if refeeding else Decider(config, model, config_version, list(models))
     fetch = fetcher(settings) if refeeding and republish_to == topics.intake else None
     totals = Counter()
     known = all(e is not None for _, e in ranges.values())
     bar = progress(sum(e - s for s, e in ranges.values()) if known else None,
                    sys.stderr.isatty() if show_progress is None else show_progress)
 
-    def flush(records) -> None:
-        outs: list[Out] = []
-        if refeeding:
-            for rec in records:
-                try:
-                    value = envelope.decode(rec.value)
-                    if fetch is None:
-                        totals["dead letters"] += 1
-                        audit.errors[f"{value.get('stage')}: {value.get('reason')}"[:200]] += 1
-                        continue
-                    outs.append(refeed(runtime, value, fetch))
-                except BadMessage as exc:
-                    audit.errors[exc.reason[:200]] += 1
-        else:
-            msgs, recs = [], []
-            for rec in records:
-                try:
-                    msgs.append(prepare(envelope.decode(rec.value), rec))
-                    recs.append(rec)
-                except BadMessage as exc:
-                    audit.errors[exc.reason[:200]] += 1
-            for msg, rec, result in zip(msgs, recs, decider.decide(msgs), strict=True):
-                audit.add(msg, result)
-                if publisher and "error" not in result:
-                    outs.append(Out(republish_to, msg["id"], {
-                        **msg, "classification": result["classification"], "routing": result["routing"],
-                        "replay": {"of": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
-                                   "at": envelope.iso(envelope.now())}}))
+    def publish(outs: list[Out]) -> None:
         if outs and publisher:
             sent = publisher.publish(outs)
             totals["republished"] += len(sent)
             totals["already there"] += len(outs) - len(sent)
         elif outs:
             totals["would re-feed"] += len(outs)
+
+    def refeed_all(records) -> None:
+        outs: list[Out] = []
+        for rec in records:
+            try:
+                value = envelope.decode(rec.value)
+                if fetch is None:
+                    totals["dead letters"] += 1
+                    audit.errors[f"{value.get('stage')}: {value.get('reason')}"[:200]] += 1
+                    continue
+                outs.append(refeed(runtime, value, fetch))
+            except BadMessage as exc:
+                audit.errors[exc.reason[:200]] += 1
+        publish(outs)
+
+    pending: deque = deque()  # batches being decided, in order; at most two per worker
+
+    def settle(msgs, recs, results) -> None:
+        outs: list[Out] = []
+        for msg, rec, result in zip(msgs, recs, results, strict=True):
+            audit.add(msg, result)
+            if publisher and "error" not in result:
+                outs.append(Out(republish_to, msg["id"], {
+                    **msg, "classification": result["classification"], "routing": result["routing"],
+                    "replay": {"of": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
+                               "at": envelope.iso(envelope.now())}}))
+        publish(outs)
+        bar.update(len(recs))
+
+    def flush(records, last: bool = False) -> None:
+        if refeeding:
+            refeed_all(records)
+            bar.update(len(records))
+            return
+        msgs, recs = [], []
+        for rec in records:
+            try:
+                msgs.append(prepare(envelope.decode(rec.value), rec))
+                recs.append(rec)
+            except BadMessage as exc:
+                audit.errors[exc.reason[:200]] += 1
+        bar.update(len(records) - len(recs))
+        if msgs:
+            pending.append((msgs, recs, decide(msgs)))
+        while pending and (last or len(pending) > 2 * max(1, workers) - 1):
+            msgs, recs, result = pending.popleft()
+            settle(msgs, recs, result.get())
 
     buf = []
     try:
@@ -555,12 +644,12 @@ def run(config: LoadedConfig, *, topic: str | None = None, start: datetime | Non
             buf.append(rec)
             if len(buf) >= BATCH:
                 flush(buf)
-                bar.update(len(buf))
                 buf = []
-        flush(buf)
-        bar.update(len(buf))
+        flush(buf, last=True)
     finally:
         bar.close()
+        if pool is not None:
+            pool.terminate()
         c.close()
         if fetch:
             fetch.close()

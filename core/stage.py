@@ -141,20 +141,29 @@ class StageWorker:
         A :class:`TransientError` (a database or service the stage writes to is down) is
         not the record's fault: the batch is retried with back-off, never dead-lettered;
         None when the worker stops meanwhile (the batch is redelivered)."""
+        def once() -> list[Out]:
+            try:
+                return self.stage.process_many([(envelope.decode(r.value), r) for r in records])
+            except TransientError:
+                raise
+            except Exception:
+                return [o for r in records for o in self._handle(r)]
+
+        ok, outs = self._retry("processing", once)
+        return outs if ok else None
+
+    def _retry(self, what: str, fn):
+        """``fn()`` until it does not raise TransientError, with back-off: (True, its result),
+        or (False, None) once the worker is stopping."""
         delay = 0.5
         while True:
             try:
-                try:
-                    return self.stage.process_many([(envelope.decode(r.value), r) for r in records])
-                except TransientError:
-                    raise
-                except Exception:
-                    return [o for r in records for o in self._handle(r)]
+                return True, fn()
             except TransientError as exc:
                 ERRORS.labels(self.stage.name, "transient").inc()
-                log.warning("processing failed, retrying in %.1fs: %s", delay, exc, extra={"stage": self.stage.name})
+                log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc, extra={"stage": self.stage.name})
                 if not self.running:
-                    return None
+                    return False, None
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
 
@@ -180,23 +189,18 @@ class StageWorker:
         return [deadletter(self.runtime, name, reason, msg_id=msg_id, source=source, excerpt=excerpt)]
 
     def _publish(self, publisher: Publisher, outs: list[Out]) -> bool:
-        delay = 0.5
-        while True:
-            skipped_before = publisher.skipped
-            try:
-                sent = publisher.publish(outs)
-            except TransientError as exc:
-                ERRORS.labels(self.stage.name, "transient").inc()
-                log.warning("publish failed, retrying in %.1fs: %s", delay, exc, extra={"stage": self.stage.name})
-                if not self.running:
-                    return False
-                time.sleep(delay)
-                delay = min(delay * 2, 10)
-                continue
-            for o in sent:
-                MESSAGES_OUT.labels(self.stage.name, o.topic).inc()
-            DUPLICATES.labels(self.stage.name).inc(publisher.skipped - skipped_before)
-            return True
+        def once():
+            before = publisher.skipped
+            return publisher.publish(outs), publisher.skipped - before
+
+        ok, result = self._retry("publish", once)
+        if not ok:
+            return False
+        sent, skipped = result
+        for o in sent:
+            MESSAGES_OUT.labels(self.stage.name, o.topic).inc()
+        DUPLICATES.labels(self.stage.name).inc(skipped)
+        return True
 
     def _report_lag(self, consumer) -> None:
         for tp in consumer.assignment():

@@ -43,6 +43,7 @@ class WorkCalendar:
             raise ValueError("office hours must be non-empty (start, end) pairs with start < end")
         self.tz = ZoneInfo(timezone)
         self._warned: set[int] = set()
+        self._days: dict[date, bool] = {}
 
     @classmethod
     def from_settings(cls, settings) -> WorkCalendar:
@@ -53,6 +54,12 @@ class WorkCalendar:
     # --- days -------------------------------------------------------------------------
 
     def is_workday(self, d: date) -> bool:
+        """Cached: chinese-calendar validates every date it is asked (a third of routing's time)."""
+        if (known := self._days.get(d)) is None:
+            known = self._days[d] = self._is_workday(d)
+        return known
+
+    def _is_workday(self, d: date) -> bool:
         if d in self.workdays:
             return True
         if d in self.holidays:

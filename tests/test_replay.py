@@ -69,7 +69,8 @@ def _groups(bootstrap) -> set:
 
 
 def test_recorded_versions_reproduce_and_a_new_model_changes_exactly_what_it_predicts(tmp_path, bootstrap, tiny_model):
-    config = load(write_config(tmp_path, bootstrap))
+    cfg = write_config(tmp_path, bootstrap)
+    config = load(cfg)
     s = config.settings
     rt = Runtime(config).connect()
     registry.promote(s, tiny_model)
@@ -109,7 +110,7 @@ def test_recorded_versions_reproduce_and_a_new_model_changes_exactly_what_it_pre
     assert len(expected) >= 5  # environment is gone from the new model
 
     lines = []
-    new = run(config, model="current", out=tmp_path / "new", show_progress=False, echo=lines.append)
+    new = run(config, model="current", out=tmp_path / "new", show_progress=False, workers=2, echo=lines.append)
     diffs = [json.loads(x) for x in (tmp_path / "new" / "diffs.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {d["id"]: d["changed"] for d in diffs} == expected
     assert new["changed"] == len(expected) and new["agreed"] == N - len(expected)
@@ -124,6 +125,15 @@ def test_recorded_versions_reproduce_and_a_new_model_changes_exactly_what_it_pre
     # read-only: no consumer group appeared, no live topic grew
     assert _groups(bootstrap) == groups
     assert len(read_values(bootstrap, rt.topics.routed)) == N
+
+    # the command line: the same, with the model named by its version
+    from wenzheng.cli import main
+
+    assert main(["replay", "--config", str(cfg), "--model", model_b.version, "--out", str(tmp_path / "cli"),
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "cli" / "summary.json").read_text(encoding="utf-8"))["changed"] == len(expected)
+    assert main(["replay", "--config", str(cfg), "--topic", "no.such.topic", "--no-progress"]) == 2
+    assert main(["replay", "--config", str(cfg), "--from", "2026-03-01", "--start-offset", "3"]) == 2
 
     # republishing: into a new topic, once
     with pytest.raises(ReplayError, match="live topic"):
@@ -162,6 +172,10 @@ def test_a_time_range_reads_exactly_its_messages(tmp_path, bootstrap):
     tail = [json.loads(r.value)["i"] for r in read(c, plan(c, topic, start=marks[1]), marks[1])]
     assert sorted(tail) == list(range(20, 30))
     c.close()
+    lines: list[str] = []
+    junk = run(config, out=tmp_path / "junk", show_progress=False, echo=lines.append)  # none of them a message
+    assert (junk["read"], junk["replayed"], junk["errors"]) == (30, 0, 30)
+    assert "not replayable (30): unsupported envelope schema" in "\n".join(lines)
     rt.journal.close()
 
 

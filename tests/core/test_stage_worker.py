@@ -83,3 +83,41 @@ def test_a_stop_before_the_consumer_is_ready_is_not_lost(runtime, tiny_model):
     thread.start()
     thread.join(30)
     assert not thread.is_alive()
+
+
+def test_a_transient_failure_is_retried_not_dead_lettered(runtime, bootstrap):
+    """A database the stage writes to is down for a while: the batch waits, nothing is dead-lettered."""
+    from wenzheng.delivery import Out
+    from wenzheng.errors import TransientError
+    from wenzheng.stage import Stage
+
+    class Flaky(Stage):
+        name = "flaky"
+        failures = 2
+
+        def inputs(self):
+            return [self.runtime.topics.intake]
+
+        def process(self, value, record):
+            if Flaky.failures:
+                Flaky.failures -= 1
+                raise TransientError("ledger: connection refused")
+            return [Out(self.runtime.topics.classified, value["id"], value)]
+
+    t = runtime.topics
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(3):
+        p.send(t.intake, key=f"hotline:s{i}".encode(), value=good(i), partition=0)
+    p.flush()
+    p.close()
+    worker = StageWorker(runtime, Flaky(runtime))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while worker.processed < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    worker.stop()
+    thread.join(30)
+    assert Flaky.failures == 0
+    assert sorted(v["id"] for v in read_values(bootstrap, t.classified)) == ["hotline:s0", "hotline:s1", "hotline:s2"]
+    assert read_values(bootstrap, t.deadletter) == []
