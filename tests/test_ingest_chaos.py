@@ -64,12 +64,12 @@ def test_random_kills_lose_and_double_nothing(tmp_path, bootstrap, workers):
         pushes = list(range(1, 151))
         expected |= {f"wechat:{APPID}:{m}" for m in pushes}
 
-        stop = threading.Event()
+        stop, calm = threading.Event(), threading.Event()
 
         def chaos():  # upstream errors while the worker polls; one pending at a time and the web
             # form (one poller, backing off) less often: faults queued faster than the connector
             # asks again would fail every request forever, which tests the back-off, not delivery
-            while not stop.wait(rng.uniform(0.3, 1.0)):
+            while not calm.wait(rng.uniform(0.3, 1.0)):
                 if not weibo.faults_pending:
                     weibo.fail(rng.choice([403, 418, "ok0", "html"]))
                 if not webform.faults_pending and rng.random() < 0.25:
@@ -101,11 +101,17 @@ def test_random_kills_lose_and_double_nothing(tmp_path, bootstrap, workers):
             os.kill(workers.procs["ingest"].pid, signal.SIGKILL)
             workers.procs["ingest"].wait()
             workers.start("ingest", "--port", str(port))
+        # Upstream calms down a few seconds after the last restart: a fault rate that outpaces
+        # the polls (a loaded machine polls slower) would test the back-off, not delivery, and
+        # a back-off grown to minutes would outlast the deadline.
+        time.sleep(3)
+        calm.set()
 
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and not expected <= {r.key.decode() for r in intake.poll()}:
             time.sleep(0.5)
         stop.set()
+        calm.set()
         time.sleep(3)  # anything doubled would have arrived by now
         counts = Counter(r.key.decode() for r in intake.poll())
         intake.close()
