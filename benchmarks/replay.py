@@ -46,9 +46,7 @@ def fill(rt, config, model, n: int) -> None:
                                           title=r.get("title") or "", posted_at=envelope.now()))
             for i, r in enumerate(rows)]
     for env, p in zip(pool, model.predict(pool), strict=True):  # what the classify stage sees: the masked text
-        env["classification"] = {"category": p.category, "category_confidence": p.category_confidence,
-                                 "type": p.type, "type_confidence": p.type_confidence, "jurisdiction": p.jurisdiction,
-                                 "jurisdiction_source": p.jurisdiction_source, "model_version": model.version}
+        env["classification"] = p.record(model.version)
         env["routing"] = router.route(env)
     prod = KafkaProducer(bootstrap_servers=rt.bootstrap, linger_ms=50, batch_size=1 << 20, acks=1)
     for i in range(n):

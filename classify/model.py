@@ -172,6 +172,12 @@ class Prediction:
     jurisdiction: str
     jurisdiction_source: str
 
+    def record(self, model_version: str) -> dict:
+        """The ``classification`` a classified message carries (without its time)."""
+        return {"category": self.category, "category_confidence": self.category_confidence, "type": self.type,
+                "type_confidence": self.type_confidence, "jurisdiction": self.jurisdiction,
+                "jurisdiction_source": self.jurisdiction_source, "model_version": model_version}
+
 
 class LinearHead:
     """A fitted head reduced to what prediction needs: the linear SVM's weights and, per class,

@@ -41,16 +41,7 @@ class ClassifyStage(Stage):
         return [self._classified(out, p) for out, p in zip(masked, preds, strict=True)]
 
     def _classified(self, out: dict, p) -> Out:
-        out["classification"] = {
-            "category": p.category,
-            "category_confidence": p.category_confidence,
-            "type": p.type,
-            "type_confidence": p.type_confidence,
-            "jurisdiction": p.jurisdiction,
-            "jurisdiction_source": p.jurisdiction_source,
-            "model_version": self.model.version,
-            "classified_at": envelope.iso(envelope.now()),
-        }
+        out["classification"] = {**p.record(self.model.version), "classified_at": envelope.iso(envelope.now())}
         return Out(self.runtime.topics.classified, out["id"], out)
 
     def health(self) -> dict:

@@ -205,8 +205,8 @@ class Decider:
         return self._models[key]
 
     def decide(self, items: list[dict]) -> list[dict]:
-        """``items``: decoded records (routed, classified or raw intake). Returns, per item,
-        {"replayed": {...classification, routing}} or {"error": reason}."""
+        """``items``: prepared messages (see :func:`prepare`). Per item, the replayed
+        ``{"classification", "routing"}`` or ``{"error": reason}``."""
         groups: dict[tuple, list[int]] = defaultdict(list)
         results: list[dict] = [{} for _ in items]
         for i, it in enumerate(items):
@@ -224,13 +224,10 @@ class Decider:
                 if p is None:
                     results[i] = {"error": "the model cannot read this message (no text?)"}
                     continue
-                c = {"category": p.category, "category_confidence": p.category_confidence, "type": p.type,
-                     "type_confidence": p.type_confidence, "jurisdiction": p.jurisdiction,
-                     "jurisdiction_source": p.jurisdiction_source, "model_version": model.version}
+                c = p.record(model.version)
                 r = router.route({**env, "classification": c})
                 results[i] = {"classification": c, "routing": r}
         return results
-
 
     @staticmethod
     def _predict(model, inputs: list[dict]) -> list:
