@@ -3,7 +3,7 @@
     ./dev bench                 # all
     ./dev bench pipeline --messages 3000
     ./dev bench first-case
-    ./dev bench weibo | wechat-push | classify
+    ./dev bench weibo (500 Weibo + 200 WeChat accounts polled) | wechat-push | classify
     ./dev bench replay --replay-messages 1000000
 """
 
@@ -29,7 +29,7 @@ def main() -> int:
     if args.which in ("all", "pipeline"):
         results["pipeline"] = pipeline.throughput(args.messages)
     if args.which in ("all", "weibo"):
-        results["weibo_500_accounts"] = ingest_weibo.run()
+        results["poll_500_weibo_200_wechat_accounts"] = ingest_weibo.run()
     if args.which in ("all", "wechat-push"):
         results["wechat_push"] = ingest_wechat.run()
     if args.which in ("all", "classify"):

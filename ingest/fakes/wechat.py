@@ -55,8 +55,10 @@ def _err(code: int, msg: str) -> dict:
 
 class FakeWeChat:
     def __init__(self, appid: str, secret: str, *, token_ttl: int = 7200, token_uses: int | None = None,
-                 lifetime: float = 120.0):
+                 lifetime: float = 120.0, apps: dict[str, str] | None = None):
         self.appid, self.secret = appid, secret
+        self.apps = dict(apps or {})  # more official accounts behind the same API host: appid → secret
+        self.cpu_seconds = 0.0  # spent by the server's request threads (benchmarks subtract it)
         self.token_ttl, self.token_uses, self.lifetime = token_ttl, token_uses, lifetime
         self.records: list[dict] = []  # each with its msgid
         self.requests: list[tuple[float, str]] = []  # (monotonic time, path)
@@ -69,12 +71,14 @@ class FakeWeChat:
 
     # --- set-up ----------------------------------------------------------------------
 
-    def add_record(self, openid: str, text: str, when: int, opercode: int = 2003, worker: str = "kf2001@wzgz") -> int:
-        """A chat record; 2003 (客服接收消息) is the citizen's, 2002 (客服发送信息) the agent's."""
+    def add_record(self, openid: str, text: str, when: int, opercode: int = 2003, worker: str = "kf2001@wzgz",
+                   appid: str | None = None) -> int:
+        """A chat record of account ``appid`` (default: the first); 2003 (客服接收消息) is the
+        citizen's, 2002 (客服发送信息) the agent's."""
         with self._lock:
             msgid = next(self._msgids)
             self.records.append({"msgid": msgid, "openid": openid, "opercode": opercode, "text": text,
-                                 "time": when, "worker": worker})
+                                 "time": when, "worker": worker, "appid": appid or self.appid})
             return msgid
 
     def fail(self, path: str, *faults: int | str) -> None:
@@ -101,12 +105,13 @@ class FakeWeChat:
     def _token(self, q: dict) -> tuple[int, dict]:
         if q.get("grant_type") != "client_credential":
             return 200, _err(40002, "invalid grant_type")
-        if q.get("appid") != self.appid:
+        secrets = {**self.apps, self.appid: self.secret}
+        if q.get("appid") not in secrets:
             return 200, _err(40013, "invalid appid")
-        if q.get("secret") != self.secret:
+        if q.get("secret") != secrets[q["appid"]]:
             return 200, _err(40125, "invalid appsecret")
         token = uuid.uuid4().hex + uuid.uuid4().hex
-        self.tokens[token] = {"until": time.time() + self.token_ttl, "uses": 0}
+        self.tokens[token] = {"until": time.time() + self.token_ttl, "uses": 0, "appid": q["appid"]}
         return 200, {"access_token": token, "expires_in": self.token_ttl}
 
     def _msglist(self, q: dict, body: bytes) -> tuple[int, dict]:
@@ -128,9 +133,9 @@ class FakeWeChat:
             return 200, _err(65416, "invalid parameter")
         if end - start > 86400:
             return 200, _err(65417, "query time range exceeds limit")
-        page = sorted((r for r in self.records if start <= r["time"] <= end and r["msgid"] >= msgid),
-                      key=lambda r: r["msgid"])[:number]
-        return 200, {"recordlist": [{k: v for k, v in r.items() if k != "msgid"} for r in page],
+        page = sorted((r for r in self.records if r["appid"] == t["appid"] and start <= r["time"] <= end
+                       and r["msgid"] >= msgid), key=lambda r: r["msgid"])[:number]
+        return 200, {"recordlist": [{k: v for k, v in r.items() if k not in ("msgid", "appid")} for r in page],
                      "number": len(page), "msgid": page[-1]["msgid"] if page else msgid}
 
     def _answer(self, method: str, path: str, query: str, body: bytes) -> tuple[int, dict | None]:
@@ -158,6 +163,7 @@ class FakeWeChat:
             protocol_version = "HTTP/1.1"
 
             def _do(self):
+                t0 = time.thread_time()
                 parts = urlsplit(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, doc = fake._answer(self.command, parts.path, parts.query, body)
@@ -167,6 +173,7 @@ class FakeWeChat:
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
+                fake.cpu_seconds += time.thread_time() - t0  # approximate (no lock): for benchmarks
 
             do_GET = do_POST = _do
 
