@@ -73,11 +73,12 @@ class Broker(Command):
 
 
 class Worker(Command):
-    name, help = "worker", "one long-lived stage: ingest, classify or route"
+    name, help = "worker", "one long-lived stage: ingest, classify, route or ledger"
 
     def configure(self, p):
         p.add_argument("stage", choices=["ingest", "classify", "route", "ledger"])
-        p.add_argument("--port", type=int, default=None, help="HTTP port (default: http.port + 0/1/2; 0 picks a free one)")
+        p.add_argument("--port", type=int, default=None,
+                       help="HTTP port (default: http.port + 0/1/2/3; 0 picks a free one)")
         p.add_argument("--model", default=None, help="classify: model directory (default: config, else baseline)")
 
     def execute(self, args):

@@ -78,6 +78,10 @@ class Stage(ABC):
     def between_batches(self) -> None:  # noqa: B027 — optional hook
         """Called after each committed batch (and when idle): e.g. switch to a promoted model."""
 
+    def routes(self) -> list:
+        """HTTP routes (method, path prefix, handler) to serve beside /healthz and /metrics."""
+        return []
+
 
 class StageWorker:
     def __init__(self, runtime: Runtime, stage: Stage, poll_ms: int = 500):
@@ -91,6 +95,9 @@ class StageWorker:
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop())
+
+    def routes(self) -> list:
+        return self.stage.routes()
 
     def stop(self) -> None:
         self._stop_requested = True

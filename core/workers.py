@@ -56,12 +56,7 @@ def run(config: LoadedConfig, kind: str, port: int | None = None, model_dir: str
 
     service = Service(config.settings.http.host, default_port(config, kind) if port is None else port, kind)
     service.health = health
-    routes = getattr(worker, "routes", list)()
-    if kind == "ledger":
-        from wenzheng.sinks.api import routes as ledger_routes
-
-        routes += ledger_routes(stage.ledger)
-    for method, prefix, handler in routes:
+    for method, prefix, handler in worker.routes():
         service.add(method, prefix, handler)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())

@@ -60,6 +60,11 @@ class LedgerStage(Stage):
         except Exception:  # the job must never stop the ledger
             log.exception("supervision run failed")
 
+    def routes(self) -> list:
+        from .api import routes  # the case API (it imports the CLI's command base)
+
+        return routes(self.ledger)
+
     def health(self) -> dict:
         return {"cases_created": self.created, "merged": self.merged, **self.ledger.counts(),
                 "supervision": self.job.last if self.job else None}

@@ -13,12 +13,13 @@ import json
 import os
 import signal
 import time
+import urllib.request
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import free_port, write_config
 from wenzheng import envelope
 from wenzheng.config import load
 from wenzheng.envelope import iso
@@ -94,7 +95,8 @@ def run_ledger(tmp_path, bootstrap, workers, name: str, ledger_cfg: dict, msgs: 
             time.sleep(0.05)
         os.kill(workers.procs["ledger"].pid, signal.SIGKILL)  # mid-run
         workers.procs["ledger"].wait()
-        workers.start("ledger")
+        port = free_port()
+        workers.start("ledger", "--port", str(port))
         deadline = time.monotonic() + 90
         while ledger.counts()["messages"] < len(msgs):
             assert time.monotonic() < deadline, f"{ledger.counts()} of {len(msgs)} messages"
@@ -103,6 +105,9 @@ def run_ledger(tmp_path, bootstrap, workers, name: str, ledger_cfg: dict, msgs: 
         start, end = datetime(2026, 9, 1, tzinfo=SH), datetime(2026, 12, 1, tzinfo=SH)
         cases = list(ledger.cases(start, end))
         assert ledger.counts() == {"cases": len(cases), "messages": len(msgs)}
+        # the worker serves the citizens' lookup
+        url = f"http://127.0.0.1:{port}/cases/{cases[0]['tracking_no']}"
+        assert json.loads(urllib.request.urlopen(url, timeout=10).read())["tracking_no"] == cases[0]["tracking_no"]
         return cases
     finally:
         workers.stop_all()
