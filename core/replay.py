@@ -50,7 +50,8 @@ from wenzheng.config import ConfigError, LoadedConfig, OfficeDirectory, load_sna
 from . import envelope
 from .delivery import Out
 from .errors import BadMessage, TransientError
-from .kafka import Topics, client_kwargs
+from .kafka import Topics, client_kwargs, read_partition
+from .kafka import consumer as make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,7 @@ END_SLACK_MS = 60_000
 
 def read_only_consumer(settings) -> KafkaConsumer:
     """No group: nothing is committed, no live group is disturbed."""
-    return KafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False,
-                         auto_offset_reset="earliest", max_poll_records=BATCH,
+    return make_consumer(settings, group=None, max_poll_records=BATCH,
                          fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20)
 
 
@@ -462,19 +462,11 @@ def fetcher(settings):
     c = read_only_consumer(settings)
 
     def fetch(topic: str, partition: int, offset: int):
-        tp = TopicPartition(topic, partition)
-        c.assign([tp])
-        c.seek(tp, offset)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for r in c.poll(timeout_ms=500).get(tp, []):
-                if r.offset == offset:
-                    return r
-                if r.offset > offset:
-                    return None
-            hw = c.highwater(tp)
-            if hw is not None and c.position(tp) >= hw:
-                return None
+        try:
+            for r in read_partition(c, TopicPartition(topic, partition), offset, timeout=10):
+                return r if r.offset == offset else None  # a later one: that offset is gone
+        except TransientError:
+            pass
         return None
 
     fetch.close = c.close
