@@ -222,10 +222,7 @@ class Ledger:
                     # Messages reach the ledger in no fixed order (channels are different keys and
                     # partitions): the citizen's clock runs from the earliest report of the problem,
                     # and while no office has acted, that report's routing is the case's own.
-                    dl = r.get("deadlines") or {}
-                    values = {"received_at": self._db(received),
-                              "first_response_due": self._db(_dt(dl.get("first_response_due"))),
-                              "answer_due": self._db(_dt(dl.get("answer_due")))}
+                    values = self._clock(received, r)
                     if case.status == "routed":
                         values.update(self._routing(routed, r, c, norm))
                     db.execute(cases_t.update().where(cases_t.c.id == case_id).values(**values))
@@ -240,11 +237,9 @@ class Ledger:
         day = received.astimezone(self.tz).strftime("%Y%m%d")
         seq = self._next_seq(db, day)
         tracking = f"{self.prefix}{day}-{seq:06d}"
-        dl = r.get("deadlines") or {}
         case_id = db.execute(cases_t.insert().values(
-            tracking_no=tracking, status="routed", jurisdiction=jurisdiction, received_at=self._db(received),
-            first_response_due=self._db(_dt(dl.get("first_response_due"))), answer_due=self._db(_dt(dl.get("answer_due"))),
-            **self._routing(routed, r, c, norm),
+            tracking_no=tracking, status="routed", jurisdiction=jurisdiction,
+            **self._clock(received, r), **self._routing(routed, r, c, norm),
         ).returning(cases_t.c.id)).scalar_one()
         db.execute(messages_t.insert().values(message_id=msg_id, case_id=case_id, channel=routed.get("channel"),
                                               received_at=self._db(received)))
@@ -255,6 +250,12 @@ class Ledger:
              "actor": "wenzheng", "note": r.get("rule")},
         ])
         return {"tracking_no": tracking, "created": True, "merged": False, "duplicate": False}
+
+    def _clock(self, received: datetime, r: dict) -> dict:
+        """The columns a case takes from its earliest report: when, and the deadlines from then."""
+        dl = r.get("deadlines") or {}
+        return {"received_at": self._db(received), "first_response_due": self._db(_dt(dl.get("first_response_due"))),
+                "answer_due": self._db(_dt(dl.get("answer_due")))}
 
     @staticmethod
     def _routing(routed: dict, r: dict, c: dict, norm: str) -> dict:
