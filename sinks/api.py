@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from wenzheng.cli import Command, UsageError, _config
+from wenzheng.cli import Command, UsageError, _config, _time
 
 from .cases import CaseError, Ledger
 
@@ -91,7 +91,7 @@ class CaseCommand(Command):
         p.add_argument("--text", default="", help="the reply")
         p.add_argument("--satisfaction", type=int, help="close: the citizen's rating, 1-5")
         p.add_argument("--reason", default="", help="reopen: why")
-        p.add_argument("--at", type=datetime.fromisoformat,
+        p.add_argument("--at", type=_time,
                        help="when it was done, if not now (an action taken on paper, entered later)")
 
     def execute(self, args) -> int:
