@@ -257,7 +257,7 @@ class WeChatConnector(Connector):
             location = {"text": label, "lat": lat, "lon": lon, "scale": m.get("Scale")}
             text = f"[位置] {label}" if label else f"[位置] {lat},{lon}"
         elif kind == "link":
-            text = "\n".join(s for s in (m.get("Title"), m.get("Description")) if s) or "[链接]"
+            text = "\n".join(dict.fromkeys(s for s in (m.get("Title"), m.get("Description")) if s)) or "[链接]"
             attachments = [{"kind": "link", "url": m.get("Url")}]
         else:
             raise BadMessage(f"unsupported MsgType {kind!r}")

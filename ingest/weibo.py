@@ -122,19 +122,49 @@ def strip_html(html: str) -> str:
 
 
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_CST = timezone(timedelta(hours=8))
+_AGO = re.compile(r"(\d+)\s*(秒|分钟|小时)前")
+_AGO_UNIT = {"秒": 1, "分钟": 60, "小时": 3600}
+_DAY = re.compile(r"(今天|昨天|前天)\s*(\d{1,2}):(\d{2})")
+_DATE = re.compile(r"(?:(\d{4})-)?(\d{1,2})-(\d{1,2})(?:\s+(\d{1,2}):(\d{2}))?")
 
 
-def parse_created(value) -> datetime:
-    """``Sat Nov 22 09:15:03 +0800 2026`` with its offset (parsed by hand: strptime's
-    month names follow the process locale)."""
+def parse_created(value, now: datetime | None = None) -> datetime:
+    """When a post or comment was made, as m.weibo.cn writes it.
+
+    The APIs answer ``Sat Nov 22 09:15:03 +0800 2026`` (parsed by hand: strptime's
+    month names follow the process locale); some pages and older answers use the
+    mobile site's display forms instead — ``刚刚``, ``5分钟前``, ``2小时前``,
+    ``昨天 09:15``, ``11-22``, ``2025-11-22`` — which are read relative to ``now``
+    in Beijing time (to the minute or the day they give)."""
+    text = str(value).strip()
     try:
-        _, mon, day, hms, off, year = str(value).split()
+        _, mon, day, hms, off, year = text.split()
         h, m, s = (int(x) for x in hms.split(":"))
         sign = -1 if off[0] == "-" else 1
         tz = timezone(sign * timedelta(hours=int(off[1:3]), minutes=int(off[3:5])))
         return datetime(int(year), _MONTHS[mon], int(day), h, m, s, tzinfo=tz)
     except (ValueError, KeyError, IndexError):
-        raise BadMessage(f"bad created_at {value!r}") from None
+        pass
+    now = (now or datetime.now(_CST)).astimezone(_CST).replace(microsecond=0)
+    try:
+        if text == "刚刚":
+            return now
+        if m := _AGO.fullmatch(text):
+            return now - timedelta(seconds=int(m[1]) * _AGO_UNIT[m[2]])
+        if m := _DAY.fullmatch(text):
+            back = ("今天", "昨天", "前天").index(m[1])
+            return (now - timedelta(days=back)).replace(hour=int(m[2]), minute=int(m[3]), second=0)
+        if m := _DATE.fullmatch(text):
+            hour, minute = int(m[4] or 0), int(m[5] or 0)
+            when = now.replace(year=int(m[1] or now.year), month=int(m[2]), day=int(m[3]), hour=hour,
+                               minute=minute, second=0)
+            if not m[1] and when > now + timedelta(days=1):  # "12-30" read on 1 January: last year
+                when = when.replace(year=when.year - 1)
+            return when
+    except ValueError:
+        pass
+    raise BadMessage(f"bad created_at {value!r}")
 
 
 def _item_id(item) -> int | None:

@@ -236,3 +236,33 @@ def test_kill_between_publish_and_checkpoint_does_not_double(env, fake):
     assert again.publisher.skipped >= len(first)
     saved = json.loads(again.checkpoint.path.read_text(encoding="utf-8"))["state"]
     assert saved["streams"]["mentions"]["since"] > 0
+
+
+@pytest.mark.parametrize("shown, expected", [
+    ("Sat Nov 22 09:15:03 +0800 2025", "2025-11-22T09:15:03+08:00"),
+    ("Sat Nov 22 01:15:03 +0000 2025", "2025-11-22T09:15:03+08:00"),
+    ("刚刚", "2026-12-03T14:30:00+08:00"),
+    ("45秒前", "2026-12-03T14:29:15+08:00"),
+    ("5分钟前", "2026-12-03T14:25:00+08:00"),
+    ("2小时前", "2026-12-03T12:30:00+08:00"),
+    ("今天 08:05", "2026-12-03T08:05:00+08:00"),
+    ("昨天 23:59", "2026-12-02T23:59:00+08:00"),
+    ("11-22", "2026-11-22T00:00:00+08:00"),
+    ("12-25", "2025-12-25T00:00:00+08:00"),  # later than today this year: last year's
+    ("2024-02-29", "2024-02-29T00:00:00+08:00"),
+    ("2024-02-29 10:01", "2024-02-29T10:01:00+08:00"),
+])
+def test_created_at_in_the_apis_and_the_mobile_sites_forms(shown, expected):
+    from datetime import datetime
+
+    now = datetime.fromisoformat("2026-12-03T14:30:00+08:00")
+    got = weibo.parse_created(shown, now=now)
+    assert got.astimezone(now.tzinfo).isoformat() == expected
+
+
+@pytest.mark.parametrize("shown", ["", "None", "明天 10:00", "13-40", "Sat Nov 31 09:15:03 +0800 2025", "5年前"])
+def test_unreadable_created_at_is_a_bad_message(shown):
+    from wenzheng.errors import BadMessage
+
+    with pytest.raises(BadMessage, match="bad created_at"):
+        weibo.parse_created(shown)
