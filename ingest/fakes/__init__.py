@@ -1,1 +1,49 @@
 """Fake upstreams for tests and demos: real HTTP servers on 127.0.0.1 that follow the real APIs."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LocalServer:
+    """What every fake shares: an HTTP server on an ephemeral loopback port, served
+    from a daemon thread, that stops by itself after ``lifetime`` seconds (0: never),
+    so a test that forgets to stop one leaves nothing behind. A context manager."""
+
+    name = "fake"
+    lifetime: float = 120.0
+    server: ThreadingHTTPServer | None = None
+    _timer: threading.Timer | None = None
+
+    def start(self):
+        raise NotImplementedError
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name=self.name, daemon=True).start()
+        if self.lifetime:
+            self._timer = threading.Timer(self.lifetime, self.stop)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

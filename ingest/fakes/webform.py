@@ -31,8 +31,10 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from . import LocalServer
 
 FMT = "%Y-%m-%d %H:%M:%S"
 
@@ -64,7 +66,9 @@ def _id_card(rng: random.Random) -> str:
     return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
 
 
-class FakeWebForm:
+class FakeWebForm(LocalServer):
+    name = "fake-webform"
+
     def __init__(self, token: str = "webform-test-token", *, seed: int = 7, lifetime: float = 120.0,
                  start: str = "2026-11-22 09:00:00"):
         self.token, self.lifetime = token, lifetime
@@ -76,8 +80,6 @@ class FakeWebForm:
         self.served: list = []  # ids of every item served, in order
         self._faults: deque = deque()
         self._lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
-        self._timer: threading.Timer | None = None
 
     # --- data ------------------------------------------------------------------------
 
@@ -146,11 +148,6 @@ class FakeWebForm:
     def count(self, status: int | None = None) -> int:
         with self._lock:
             return sum(1 for r in self.requests if status is None or r["status"] == status)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # --- the API ---------------------------------------------------------------------
 
@@ -223,24 +220,4 @@ class FakeWebForm:
             def log_message(self, fmt, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, name="fake-webform", daemon=True).start()
-        self._timer = threading.Timer(self.lifetime, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        server, self.server = self.server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> FakeWebForm:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self._serve(H)

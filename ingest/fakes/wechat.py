@@ -38,12 +38,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import defaultdict, deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import WeChatSigner
+
+from . import LocalServer
 
 TOKEN_PATH = "/cgi-bin/token"
 MSGLIST_PATH = "/customservice/msgrecord/getmsglist"
@@ -53,7 +55,9 @@ def _err(code: int, msg: str) -> dict:
     return {"errcode": code, "errmsg": f"{msg} rid: {uuid.uuid4().hex[:8]}-fake"}
 
 
-class FakeWeChat:
+class FakeWeChat(LocalServer):
+    name = "fake-wechat"
+
     def __init__(self, appid: str, secret: str, *, token_ttl: int = 7200, token_uses: int | None = None,
                  lifetime: float = 120.0, apps: dict[str, str] | None = None):
         self.appid, self.secret = appid, secret
@@ -66,8 +70,6 @@ class FakeWeChat:
         self._faults: dict[str, deque] = defaultdict(deque)
         self._msgids = itertools.count(20165267)
         self._lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
-        self._timer: threading.Timer | None = None
 
     # --- set-up ----------------------------------------------------------------------
 
@@ -94,11 +96,6 @@ class FakeWeChat:
     def count(self, path: str, since: float = 0.0) -> int:
         with self._lock:
             return sum(1 for t, p in self.requests if p == path and t >= since)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # --- the API ---------------------------------------------------------------------
 
@@ -180,27 +177,7 @@ class FakeWeChat:
             def log_message(self, fmt, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, name="fake-wechat", daemon=True).start()
-        self._timer = threading.Timer(self.lifetime, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        server, self.server = self.server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> FakeWeChat:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self._serve(H)
 
 
 # --- the push side: what WeChat sends to our callback --------------------------------

@@ -47,8 +47,10 @@ import time
 from collections import deque
 from datetime import datetime, timedelta, timezone
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from . import LocalServer
 
 CST = timezone(timedelta(hours=8))
 EPOCH = datetime(2026, 11, 20, 8, 0, 0, tzinfo=CST)
@@ -102,7 +104,9 @@ class _Account:
         self.grown_at = time.monotonic()
 
 
-class FakeWeibo:
+class FakeWeibo(LocalServer):
+    name = "fake-weibo"
+
     def __init__(self, *, mentions: int = 12, mention_comments: int = 3, posts: int = 3,
                  comments_per_post: int = 8, page_size: int = 10, long_every: int = 4, html_every: int = 3,
                  own_every: int = 5, pics_every: int = 4, seed: int = 7, growth_per_minute: float = 0.0,
@@ -120,8 +124,6 @@ class FakeWeibo:
         self._blocked: int | str | None = None
         self._ids, self._users = _IDS, _USERS
         self._lock = threading.RLock()
-        self.server: ThreadingHTTPServer | None = None
-        self._timer: threading.Timer | None = None
 
     # --- set-up and inspection --------------------------------------------------------
 
@@ -187,11 +189,6 @@ class FakeWeibo:
     def posts_of(self, uid: str) -> list[dict]:
         with self._lock:
             return [p for _, p in sorted(self.account(uid).posts, key=lambda e: -e[0])]
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # --- data ---------------------------------------------------------------------------
 
@@ -418,25 +415,4 @@ class FakeWeibo:
             def log_message(self, fmt, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, name="fake-weibo", daemon=True).start()
-        if self.lifetime:
-            self._timer = threading.Timer(self.lifetime, self.stop)
-            self._timer.daemon = True
-            self._timer.start()
-        return self
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        server, self.server = self.server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> FakeWeibo:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self._serve(H)

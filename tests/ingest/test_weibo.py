@@ -162,7 +162,7 @@ def test_text_long_html_emoji_own_and_fields(env, fake):
 def test_malformed_items_dead_lettered_rest_flow(env, fake):
     c = env.connector(fake)
     good = fake.add_mention(c.uid, "于都县贡江大桥人行道塌了")
-    fake.add_raw(c.uid, {"id": "5999000000000001", "mid": "5999000000000001", "created_at": "昨天 09:15",
+    fake.add_raw(c.uid, {"id": "5999000000000001", "mid": "5999000000000001", "created_at": "星期八 25:61",
                          "text": "时间坏了", "user": {"id": 1, "screen_name": "x"}})
     fake.add_raw(c.uid, {"id": "5999000000000002", "created_at": "Sat Nov 22 09:15:03 +0800 2026",
                          "text": "没有用户"})
