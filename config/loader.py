@@ -157,12 +157,15 @@ def _check_references(settings: Settings, sources: dict[str, Path], directory: P
 
     where = sources.get("routing", directory)
     known = {o.id for o in build_offices(settings)}
+    departments = {o.split("-", 1)[1] for o in known}
     codes = {j.code for j in settings.gazetteer} | {settings.city.code}
     for i, rule in enumerate(settings.routing.rules):
         key = f"routing.rules.{i}"
-        for office in (rule.office, *rule.co_offices):
-            if office not in known:
-                raise ConfigError(where, f"{key}.office", f"unknown office {office!r}")
+        for field, office in [("office", rule.office), *(("co_offices", o) for o in rule.co_offices)]:
+            relative = office.startswith("*-")
+            if (office[2:] not in departments) if relative else (office not in known):
+                what = "department" if relative else "office"
+                raise ConfigError(where, f"{key}.{field}", f"unknown {what} {office!r}")
         if rule.jurisdiction is not None and rule.jurisdiction not in codes:
             raise ConfigError(where, f"{key}.jurisdiction", f"unknown jurisdiction {rule.jurisdiction!r}")
         if rule.category is not None:

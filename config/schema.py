@@ -124,9 +124,12 @@ class RoutingRule(Model):
     category: str | None = None
     jurisdiction: str | None = None
     office: str
-    """Lead office id (牵头单位)."""
+    """Lead office id (牵头单位): an office id (``360700-gjj``), or ``*-<department code>``
+    for that department of the message's own county (``*-jtj``: its 教育体育局; the city's
+    when the message concerns the city as a whole). A relative rule does not apply to a
+    message whose county is unknown, or whose county has no such department."""
     co_offices: list[str] = []
-    """Co-handling offices (联合办理)."""
+    """Co-handling offices (联合办理), written like ``office``."""
 
 
 class RoutingConfig(Model):

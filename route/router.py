@@ -22,6 +22,13 @@ class Router:
         self.config, self.settings, self.offices = config, config.settings, offices
         self.calendar = WorkCalendar.from_settings(config.settings)
 
+    def _office_id(self, office: str, jurisdiction: str) -> str | None:
+        """A rule's office: as written, or ``*-<dept>`` as the message county's department."""
+        if not office.startswith("*-"):
+            return office
+        oid = f"{jurisdiction}{office[1:]}"
+        return oid if oid in self.offices.offices else None
+
     def route(self, env: dict) -> dict:
         c = env["classification"]
         text = f"{env.get('title') or ''} {env.get('text') or ''}"
@@ -33,7 +40,10 @@ class Router:
                 continue
             if r.jurisdiction and r.jurisdiction != c["jurisdiction"]:
                 continue
-            lead, co, rule = self.offices.offices[r.office], list(r.co_offices), f"rule:{r.name}"
+            ids = [self._office_id(o, c["jurisdiction"]) for o in (r.office, *r.co_offices)]
+            if None in ids:
+                continue  # a county-relative rule, and the message has no such county office
+            lead, co, rule = self.offices.offices[ids[0]], ids[1:], f"rule:{r.name}"
             break
         if lead is None:
             if c["category"] == UNKNOWN or c["category_confidence"] < self.settings.routing.min_confidence:

@@ -101,4 +101,5 @@ def test_config_city_generates_a_valid_configuration_for_another_city(tmp_path, 
     s = load(out).settings
     assert s.city.code == "640100" and len(s.gazetteer) == 6
     assert s.routing.rules[0].office == "640100-gjj"
+    assert (s.routing.rules[1].office, s.routing.rules[1].co_offices) == ("*-rsj", ["*-zjj"])  # stays relative
     assert OfficeDirectory(s).handling("transport", s.gazetteer[0].code)[0].name.endswith("交通运输局")
