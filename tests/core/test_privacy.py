@@ -36,3 +36,11 @@ def test_place_names_after_a_name_cue_are_not_masked():
     assert mask_text("我是石角岭下村的") == "我是石角岭下村的"  # …until the city says it is a place
     assert mask_text("我是瑞金叶坪乡的村民") == "我是瑞金叶坪乡的村民"
     assert mask_text("我是刘建华") == "我是刘**"
+
+
+def test_full_width_and_grouped_numbers_are_masked_too():
+    out = mask_text("手机號碼：１３９－０７９７－１２３４，身份证３６０７０２１９８５０１０１１２３４。")
+    assert out == "手机號碼：139****1234，身份证360702************。"  # Chinese punctuation kept
+    out = mask_text("身份证号是360702 19850101 1234，电话 139 0797 1234")
+    assert "19850101" not in out and "0797" not in out
+    assert contains_pii("电话１３９０７９７１２３４") and not contains_pii(out)
