@@ -27,10 +27,11 @@ Classified messages add ``classification``; routed ones add ``routing``.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from .errors import BadMessage
 from .privacy import mask_text
@@ -128,15 +129,17 @@ def validate(env: Any) -> dict[str, Any]:
 
 
 def encode(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON (never ``\\u`` escapes). orjson: every stage encodes and decodes
+    each message, and the standard library's json costs ~5% of the classify stage."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def decode(data: bytes | None) -> Any:
     if data is None:
         raise BadMessage("empty record")
     try:
-        return json.loads(data.decode("utf-8"))
+        return orjson.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise BadMessage(f"record is not UTF-8: {exc.reason} at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise BadMessage(f"record is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except orjson.JSONDecodeError as exc:
+        raise BadMessage(f"record is not JSON: {exc}") from None

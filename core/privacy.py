@@ -22,6 +22,7 @@ _ID18 = re.compile(r"(?<![0-9])[1-9]\d{5}[- ]?(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:
 # typed with a Chinese input method must be masked like any other (，。：stay as they are).
 _HALF_WIDTH = {c: c - 0xFEE0 for r in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
                for c in range(r[0], r[1] + 1)} | {0xFF0B: 0x2B, 0xFF0D: 0x2D, 0x3000: 0x20}
+_WIDE = re.compile("[\uff0b\uff0d\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\u3000]")  # a search is ~20x cheaper than translate
 _MOBILE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?![0-9])")
 _LANDLINE = re.compile(r"(?<![0-9])(0\d{2,3})[- ]?(\d{7,8})(?![0-9])")
 # "我叫刘建华" / "本人王芳" / "姓名：李四" / "联系人张先生"
@@ -49,7 +50,8 @@ def mask_text(text: str, names: Iterable[str] = ()) -> str:
     """Mask phone and ID numbers, names given by the source, and names the text introduces."""
     if not text:
         return text
-    text = text.translate(_HALF_WIDTH)
+    if _WIDE.search(text):
+        text = text.translate(_HALF_WIDTH)
     for name in sorted({n for n in names if n and len(n) >= 2}, key=len, reverse=True):
         text = text.replace(name, _mask_name(name))
     text = _ID18.sub(lambda m: m.group(0)[:6] + "************", text)
@@ -90,5 +92,6 @@ def pseudonym(key: bytes, channel: str, handle: str | None) -> str | None:
 
 def contains_pii(text: str) -> bool:
     """True if unmasked phone or ID numbers remain (used by tests and the privacy check)."""
-    text = text.translate(_HALF_WIDTH)
+    if _WIDE.search(text):
+        text = text.translate(_HALF_WIDTH)
     return bool(_MOBILE.search(text) or _ID18.search(text))
