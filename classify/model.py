@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -224,6 +225,29 @@ def make_head(y: list[str], params: dict) -> CalibratedClassifierCV:
                                   n_jobs=min(k, os.cpu_count() or 1) if large else None)
 
 
+def tfidf(vec: TfidfVectorizer, docs: list[list[str]]):
+    """``vec.transform(docs)`` for token lists, the same matrix at about twice the speed.
+
+    The vectorizer's analyzer is the identity (tokens are made once, in ``_prepare``), so
+    counting is one dictionary lookup per token; the idf weighting, sublinear tf and
+    normalisation are the fitted vectorizer's own. Falls back to ``transform`` for a
+    vectorizer this does not know how to mirror.
+    """
+    weigh = getattr(vec, "_tfidf", None)
+    if weigh is None or vec.binary or vec.analyzer is not textmod.identity:
+        return vec.transform(docs)
+    get = vec.vocabulary_.get
+    indices: list[int] = []
+    indptr = [0]
+    for doc in docs:
+        indices.extend([j for j in map(get, doc) if j is not None])
+        indptr.append(len(indices))
+    counts = sp.csr_matrix((np.ones(len(indices), dtype=vec.dtype), np.asarray(indices, dtype=np.int32),
+                            np.asarray(indptr, dtype=np.int32)), shape=(len(docs), len(vec.vocabulary_)))
+    counts.sum_duplicates()  # counts per (document, term), indices sorted as sklearn's are
+    return weigh.transform(counts, copy=False)
+
+
 class Classifier:
     def __init__(self, vectorizer, heads: dict, meta: dict, places: PlaceResolver | None):
         self.vectorizer, self.heads, self.meta, self.places = vectorizer, heads, meta, places
@@ -349,7 +373,7 @@ class Classifier:
         if not records:
             return []
         feats, cleaned = self._prepare(records)
-        X = self.vectorizer.transform(feats)
+        X = tfidf(self.vectorizer, feats)
         places = [self.places.resolve(c) for c in cleaned] if self.places else [(UNKNOWN, None)] * len(records)
         out: dict[str, tuple[list, np.ndarray]] = {}
         for field, head in self.heads.items():

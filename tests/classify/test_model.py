@@ -251,3 +251,17 @@ def test_a_model_loads_without_settings_and_keeps_its_place_names(tmp_path):
     (p,) = again.predict([{"text": "寻乌县自来水停了一天了"}])
     assert (p.jurisdiction, p.jurisdiction_source) == ("360734", "place:寻乌县")
     assert again.meta["params"]["chars"] == 2
+
+
+def test_tfidf_is_the_vectorizers_own_transform_to_the_bit(tiny_model):
+    import numpy as np
+
+    from wenzheng.classify.model import corpus_files, read_labelled, tfidf
+
+    model = Classifier.load(tiny_model, None)
+    rows = read_labelled(corpus_files())[:300]
+    feats, _ = model._prepare(rows + [{"text": ""}, {"text": "未登录词ＸＹＺ"}])
+    ours, theirs = tfidf(model.vectorizer, feats), model.vectorizer.transform(feats)
+    assert ours.has_sorted_indices and ours.shape == theirs.shape
+    for a in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(ours, a), getattr(theirs, a)), a
