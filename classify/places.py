@@ -26,8 +26,11 @@ import re
 from wenzheng.config import UNKNOWN, Settings
 
 # After a short name, the words that make it a place: an administrative unit, a
-# market town (圩), or a "there" (那边, 一带).
-_PLACE_AFTER = re.compile(r"(?:镇|乡|街道|街办|村|圩|社区|片区|辖区|境内|一带|那边|这边|那里|这里|附近|周边)")
+# market town (圩), or a "there" (那边, 一带)…
+# …or a township's own institutions (王母渡卫生院, 湖江派出所, 九堡供电所), or a stretch of
+# road (江口那段国道).
+_PLACE_AFTER = re.compile(r"(?:镇|乡|街道|街办|村|圩|社区|片区|辖区|境内|一带|那边|这边|那里|这里|附近|周边"
+                          r"|派出所|卫生院|供电所|财政所|司法所|敬老院|中心小学|中学|政府|农贸市场|那段|这段)")
 # After a short name, the words that make it part of a road's name.
 _ROAD_AFTER = re.compile(r"(?:[东西南北中]?路(?![灯口面段边况费基网线由过])|大道|大街|街(?![道办])|巷|弄|隧道)")
 
