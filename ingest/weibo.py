@@ -12,7 +12,9 @@ polled every ``poll_seconds``. Each poll reads these *streams*, newest first:
   fetched only when a post's ``comments_count`` moved since its stream last caught up.
 
 Answers look like ``{"ok": 1, "data": {"data": [...], "max_id": <next page>, "total_number": n}}``;
-``max_id`` 0 means no older page. The message endpoints need the account's login
+``max_id`` 0 means no older page. A bare ``{"ok": 1, "data": [...]}`` (as some message
+endpoints answer) is read as one page with no older one: the since-id cursor still
+keeps a message from being published twice. The message endpoints need the account's login
 cookie (``cookie`` in its config).
 
 **Cursor** (``checkpoint.state["streams"][<stream>]``, one per account and per post):
@@ -445,10 +447,13 @@ class WeiboConnector(Connector):
         if ok == -100:
             raise LoginRequired(f"Weibo {what}: login required (ok -100): renew the cookie of account "
                                 f"{self.account_id}")
-        if ok != 1 or not isinstance(doc.get("data"), dict):
+        data = doc.get("data")
+        if ok == 1 and isinstance(data, list):  # some message endpoints answer the bare list: one page
+            data = {"data": data, "max_id": 0}
+        if ok != 1 or not isinstance(data, dict):
             raise Throttled(f"Weibo {what}: ok {ok} {doc.get('msg') or ''}".rstrip())
         self.gate.ok()
-        return doc["data"]
+        return data
 
 
 # Registration: wenzheng.ingest.worker needs

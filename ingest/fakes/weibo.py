@@ -115,6 +115,7 @@ class FakeWeibo(LocalServer):
         self.n_comments, self.page_size = comments_per_post, page_size
         self.long_every, self.html_every, self.own_every, self.pics_every = long_every, html_every, own_every, pics_every
         self.seed, self.growth_per_minute, self.lifetime = seed, growth_per_minute, lifetime
+        self.bare_lists = False  # mentions answered as {"ok": 1, "data": [...]}
         self.accounts: dict[str, _Account] = {}
         self.expected: dict[str, dict] = {}  # item id → {"text", "own", "uid", "kind"}
         self.long_text: dict[str, str] = {}  # mid → full HTML
@@ -335,7 +336,10 @@ class FakeWeibo(LocalServer):
                 return 200, {"ok": -100, "url": LOGIN_URL}
             self._grow(acct)
             entries = acct.mentions if path == MENTIONS_PATH else acct.mention_cmts
-            return 200, {"ok": 1, "data": self._page(entries, int(q.get("max_id") or 0))}
+            page = self._page(entries, int(q.get("max_id") or 0))
+            if self.bare_lists:  # the older message API: the list itself, one page
+                return 200, {"ok": 1, "data": page["data"]}
+            return 200, {"ok": 1, "data": page}
         if path == HOTFLOW_PATH:
             mid = q.get("mid") or q.get("id") or ""
             acct = next((a for a in self.accounts.values() if mid in a.comments), None)

@@ -266,3 +266,15 @@ def test_unreadable_created_at_is_a_bad_message(shown):
 
     with pytest.raises(BadMessage, match="bad created_at"):
         weibo.parse_created(shown)
+
+
+def test_a_bare_list_answer_is_one_page_and_nothing_doubles(env):
+    with FakeWeibo(mentions=6, mention_comments=0, posts=0, page_size=20, lifetime=60) as fake:
+        fake.bare_lists = True  # {"ok": 1, "data": [...]}, no max_id
+        c = env.connector(fake)
+        want = {i for i in citizens(fake, c.uid) if i.startswith("weibo:")}
+        assert c.poll() == len(want) > 0
+        fresh = fake.add_mention(c.uid, "大余县南安镇新华街的下水道堵了")
+        assert c.poll() == 1 and c.poll() == 0
+        got = env.intake(c.account_id)
+        assert f"weibo:{fresh['mid']}" in got and all(len(v) == 1 for v in got.values())
