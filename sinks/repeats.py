@@ -13,8 +13,8 @@ The ledger only asks about cases of the same jurisdiction within a time window. 
 threshold (0.6) was chosen on ``sinks/data/repeat_pairs.jsonl`` (46 pairs written by the
 team, 24 duplicates, hard negatives of both kinds) for precision first: a false merge
 hides a citizen's case, a missed one costs a clerk a second look. Measured there
-(tests/sinks/test_repeats.py): threshold 0.4 → precision 0.84, recall 0.67; 0.5 → 0.81,
-0.54; 0.6 → precision 1.00 (10/10), recall 0.42. Matching one message against 2,000
+(tests/sinks/test_repeats.py): threshold 0.4 → precision 0.83, recall 0.83; 0.5 → 0.80,
+0.67; 0.55 to 0.65 → precision 1.00 (11/11), recall 0.46. Matching one message against 2,000
 candidates takes ~130 ms (each candidate is re-cut). Character bigrams over the whole text (tried first)
 scored same-place-other-problem pairs above true repeats (precision ≤ 0.63).
 """
@@ -51,7 +51,9 @@ _KINDS = {  # suffix → kind; places of one kind that differ mean different pro
     "学校": "venue", "医院": "venue", "工地": "venue", "公园": "venue", "养猪场": "venue", "养鸭场": "venue",
 }
 _SUFFIX = "|".join(sorted(_KINDS, key=len, reverse=True))
-_PLACE = re.compile(rf"(\d+)号|([^{_NOT_PLACE}\W\d]{{1,5}}?)({_SUFFIX})")
+# A place's own name never holds 县, 区, 市, 镇 or 乡: "赣县区梅林镇" is 赣县 (区) and 梅林镇,
+# not 区梅林镇 (which differed from a plain 梅林镇 and hid the repeat).
+_PLACE = re.compile(rf"(\d+)号|([^{_NOT_PLACE}县区市镇乡\W\d]{{1,5}}?)({_SUFFIX})")
 
 
 def parts(norm: str) -> tuple[dict[str, frozenset[str]], frozenset[str]]:

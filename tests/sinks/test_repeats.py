@@ -16,9 +16,18 @@ def _measure(threshold: float) -> tuple[float, float]:
 
 def test_precision_first_on_the_labelled_pairs():
     precision, recall = _measure(Deduper().threshold)
-    assert precision == 1.0 and recall >= 0.4, (precision, recall)
-    precision, recall = _measure(0.5)
-    assert precision >= 0.8 and recall >= 0.5, (precision, recall)
+    assert precision == 1.0 and recall >= 0.45, (precision, recall)
+    precision, recall = _measure(0.4)
+    assert precision >= 0.8 and recall >= 0.8, (precision, recall)
+
+
+def test_a_county_name_before_a_town_is_not_part_of_it():
+    from wenzheng.sinks.repeats import normalise, parts
+
+    for text in ("赣县区梅林镇某工地拖欠工资", "于都县罗坳镇低保名单有问题"):
+        places, _ = parts(normalise(text))
+        assert places["town"] <= {"梅林镇", "罗坳镇"}, places
+    assert similarity("赣县区梅林镇某工地拖欠农民工工资三个月", "梅林镇那个工地欠农民工三个月工资") > 0
 
 
 def test_places_of_one_kind_that_differ_never_match():
