@@ -73,11 +73,17 @@ def test_kill_a_worker_midway_nothing_lost_nothing_doubled(victim, config_dir, w
     drop_files(good[45:], 45)
     workers.start(victim, *(["--model", str(tiny_model)] if victim == "classify" else []))
 
-    wait_for(lambda: len(routed.poll()) >= len(good), 120, f"{len(good)} routed messages")
+    wait_for(lambda: len({r.key for r in routed.poll()}) >= len(good), 120, f"{len(good)} routed messages")
     time.sleep(3)  # anything doubled would show up by now
-    ids = [r.key.decode() for r in routed.poll()]
-    assert len(ids) == len(good), f"{len(ids) - len(set(ids))} doubled"
-    assert sorted(ids) == sorted(f"hotline:{c['call_id']}" for c in good)
+    # Exactly once in each queue a message belongs in: its lead office's (or triage), and
+    # each co-handling office's (联合办理).
+    placed = [(r.topic, r.key.decode()) for r in routed.poll()]
+    assert len(placed) == len(set(placed)), f"{len(placed) - len(set(placed))} doubled"
+    assert sorted({i for _, i in placed}) == sorted(f"hotline:{c['call_id']}" for c in good)
+    for r in routed.records:
+        routing = json.loads(r.value)["routing"]
+        queues = {t.triage} if routing["triage"] else {t.office(o) for o in (routing["office_id"], *routing["co_offices"])}
+        assert r.topic in queues and sum(1 for _, i in placed if i == r.key.decode()) == len(queues)
 
     wait_for(lambda: len(dead.poll()) >= len(MALFORMED), 30, "dead letters")
     letters = {json.loads(r.value)["source"]["file"]: json.loads(r.value)["reason"] for r in dead.poll()}
