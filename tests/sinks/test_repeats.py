@@ -3,11 +3,12 @@ from pathlib import Path
 
 from wenzheng.sinks.repeats import Deduper, similarity
 
-PAIRS = Path(__file__).resolve().parents[2] / "sinks" / "data" / "repeat_pairs.jsonl"
+DATA = Path(__file__).resolve().parents[2] / "sinks" / "data"
+PAIRS, HOLDOUT = DATA / "repeat_pairs.jsonl", DATA / "repeat_pairs_holdout.jsonl"
 
 
-def _measure(threshold: float) -> tuple[float, float]:
-    rows = [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines()]
+def _measure(threshold: float, pairs: Path = PAIRS) -> tuple[float, float]:
+    rows = [json.loads(line) for line in pairs.read_text(encoding="utf-8").splitlines()]
     hits = [(similarity(r["a"], r["b"]) >= threshold, r["duplicate"]) for r in rows]
     tp = sum(1 for h, d in hits if h and d)
     fp = sum(1 for h, d in hits if h and not d)
@@ -15,17 +16,29 @@ def _measure(threshold: float) -> tuple[float, float]:
 
 
 def test_precision_first_on_the_labelled_pairs():
+    """Measured: the team's 46 pairs precision 1.00, recall 0.88; the 100 pairs written apart
+    from this code (50 repeats, 50 hard negatives) precision 1.00, recall 0.54."""
     precision, recall = _measure(Deduper().threshold)
-    assert precision == 1.0 and recall >= 0.45, (precision, recall)
-    precision, recall = _measure(0.4)
-    assert precision >= 0.8 and recall >= 0.8, (precision, recall)
+    assert precision == 1.0 and recall >= 0.85, (precision, recall)
+    precision, recall = _measure(Deduper().threshold, HOLDOUT)
+    assert precision == 1.0 and recall >= 0.5, (precision, recall)
+
+
+def test_what_keeps_two_reports_apart():
+    same = "于都县贡江镇金桥国际小区3栋电梯停运一周了，老人上下楼很困难"
+    assert similarity(same, "金桥国际3栋的电梯还是坏的，一个礼拜了没人修") >= 0.6  # the repeat
+    assert similarity(same, same.replace("3栋", "5栋")) == 0  # another building
+    assert similarity("贡江镇锦绣江南小区停水了", "贡江镇锦绣江南小区停电了") == 0  # another problem
+    assert similarity("宁都县的低保评定不公平，有车有房也能评上", "宁都县梅江镇某村低保名单不公平，有车有房也评上") == 0
+    assert similarity("长宁镇新城区燃气管道漏气", "长宁镇老城区燃气管道漏气") == 0  # another part of town
+    assert similarity("银坑镇汽车站的班车取消了", "银坑镇汽车站门口黑车乱要价") < 0.6  # 坑 of 银坑 is no pothole
 
 
 def test_a_county_name_before_a_town_is_not_part_of_it():
     from wenzheng.sinks.repeats import normalise, parts
 
     for text in ("赣县区梅林镇某工地拖欠工资", "于都县罗坳镇低保名单有问题"):
-        places, _ = parts(normalise(text))
+        places = parts(normalise(text)).places
         assert places["town"] <= {"梅林镇", "罗坳镇"}, places
     assert similarity("赣县区梅林镇某工地拖欠农民工工资三个月", "梅林镇那个工地欠农民工三个月工资") > 0
 
