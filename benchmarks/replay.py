@@ -83,7 +83,7 @@ def run(n: int = 1_000_000, stage_messages: int = 20000) -> dict:
         rt.journal.close()
     return {"messages": n, "fill_s": round(fill_s, 1), "classify_stage_msgs_per_s": stage["msgs_per_s"], **runs,
             "main_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "largest_child_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+            "largest_child_incl_broker_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
 if __name__ == "__main__":
