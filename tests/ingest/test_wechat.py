@@ -7,6 +7,7 @@ directly so their timing is theirs alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -90,12 +91,12 @@ class Stack:
         return wait_for(lambda: self.intake(msg_id)[msg_id], what=msg_id)[0]
 
 
-@pytest.fixture(scope="module")
-def stack(bootstrap, tmp_path_factory):
-    """A real ingest worker (scheduler, drainers, HTTP routes) with two push accounts."""
+@contextlib.contextmanager
+def ingest_worker(cfg):
+    """A real ingest worker in this process (scheduler, drainers, HTTP routes on a free
+    port): yields (runtime, service), stops everything after."""
     registered = CONNECTORS.get("wechat")
     CONNECTORS["wechat"] = WeChatConnector  # in-process only; the worker module must register it itself
-    cfg = wechat_config(tmp_path_factory.mktemp("wechat"), bootstrap, ACCOUNTS)
     runtime = Runtime(load(cfg)).connect()
     worker = IngestWorker(runtime)
     service = Service("127.0.0.1", 0, "ingest")
@@ -105,7 +106,7 @@ def stack(bootstrap, tmp_path_factory):
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
-        yield Stack(bootstrap, runtime, service)
+        yield runtime, service
     finally:
         worker.stop()
         thread.join(20)
@@ -113,6 +114,13 @@ def stack(bootstrap, tmp_path_factory):
         runtime.journal.close()
         if registered is None:
             CONNECTORS.pop("wechat", None)
+
+
+@pytest.fixture(scope="module")
+def stack(bootstrap, tmp_path_factory):
+    """A real ingest worker with two push accounts."""
+    with ingest_worker(wechat_config(tmp_path_factory.mktemp("wechat"), bootstrap, ACCOUNTS)) as (runtime, service):
+        yield Stack(bootstrap, runtime, service)
 
 
 def test_url_verification_echoes_and_refuses_forgeries(stack):

@@ -12,20 +12,12 @@ to de-duplicate by MsgId, so each sample goes to an account of its own here.
 from __future__ import annotations
 
 import hashlib
-import threading
-import urllib.error
-import urllib.request
-from urllib.parse import urlencode
 
 import pytest
 
-from tests.ingest.test_wechat import wait_for, wechat_config
+from tests.ingest.test_wechat import ingest_worker, wait_for, wechat_config
 from tests.kafka_util import read_values
-from wenzheng.config import load
-from wenzheng.ingest.wechat import WeChatConnector
-from wenzheng.ingest.worker import CONNECTORS, IngestWorker
-from wenzheng.runtime import Runtime
-from wenzheng.service import Service
+from wenzheng.ingest.fakes.wechat import PushClient
 
 SAMPLE_TOKEN, SAMPLE_APPID = "spamtest", "wx2c2769f8efd9abc2"
 SAMPLE_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -70,36 +62,13 @@ def doc_appid(kind: str) -> str:
 def worker_url(bootstrap, tmp_path_factory):
     accounts = {"sample": {"appid": SAMPLE_APPID, "token": SAMPLE_TOKEN, "encoding_aes_key": SAMPLE_AES_KEY}}
     accounts |= {f"doc{kind}": {"appid": doc_appid(kind), "token": DOC_TOKEN} for kind in DOC_SAMPLES}
-    registered = CONNECTORS.get("wechat")
-    CONNECTORS["wechat"] = WeChatConnector
-    runtime = Runtime(load(wechat_config(tmp_path_factory.mktemp("samples"), bootstrap, accounts))).connect()
-    worker = IngestWorker(runtime)
-    service = Service("127.0.0.1", 0, "ingest")
-    for method, prefix, handler in worker.routes():
-        service.add(method, prefix, handler)
-    service.start()
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
+    with ingest_worker(wechat_config(tmp_path_factory.mktemp("samples"), bootstrap, accounts)) as (runtime, service):
         yield f"http://127.0.0.1:{service.port}", runtime
-    finally:
-        worker.stop()
-        thread.join(20)
-        service.stop()
-        runtime.journal.close()
-        if registered is None:
-            CONNECTORS.pop("wechat", None)
 
 
 def post(url: str, query: dict, body: str) -> tuple[int, bytes]:
-    req = urllib.request.Request(f"{url}?{urlencode(query)}", data=body.encode(), method="POST",
-                                 headers={"Content-Type": "text/xml"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
+    """POST exactly this query and body (PushClient signs its own; these come signed)."""
+    return PushClient(url, "", "")._request("POST", query, body.encode())
 
 
 def signed(token: str, timestamp: str, nonce: str) -> dict:
