@@ -82,6 +82,7 @@ class Summary:
         tps = [TopicPartition(tp, p) for tp in topics for p in (self.c.partitions_for_topic(tp) or [])]
         self.c.assign(tps)
         self.c.seek_to_beginning()
+        self.in_offices: set[bytes] = set()  # message ids: a 联合办理 message is in several queues
         self.ledger = None
         try:
             from wenzheng.sinks.cases import Ledger
@@ -97,6 +98,8 @@ class Summary:
                 self.channels.update(r.key.split(b":", 1)[0].decode() for r in recs if r.key)
             if tp.topic == self.rt.topics.triage or ".office." in tp.topic:
                 self.first_routed_at = self.first_routed_at or time.time()
+            if ".office." in tp.topic:
+                self.in_offices.update(r.key for r in recs)
 
     def close(self) -> None:
         self.c.close()
@@ -106,7 +109,7 @@ class Summary:
     def render(self, started: float) -> str:
         t, c = self.rt.topics, self.counts
         offices = {k: v for k, v in c.items() if ".office." in k}
-        routed = sum(offices.values())
+        routed = len(self.in_offices)
         names = self.rt.offices.offices
         lines = [
             f"wenzheng — {self.rt.settings.city.name} — {time.time() - started:5.0f}s",
