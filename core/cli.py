@@ -335,6 +335,7 @@ def _retarget_offices(out: Path, city_code: str) -> None:
                          name=s["name"].replace("赣州市", "")) for s in o.get("special", [])]
     (out / "offices.yaml").write_text(yaml.safe_dump(offices, allow_unicode=True, sort_keys=False), encoding="utf-8")
     routing = yaml.safe_load((out / "routing.yaml").read_text(encoding="utf-8"))
+
     def retarget(office: str) -> str:  # "*-rsj" (the message's own county) stays as it is
         return office if office.startswith("*-") else f"{city_code}-{office.split('-', 1)[1]}"
 
