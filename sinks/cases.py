@@ -157,6 +157,19 @@ class Ledger:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def renormalise_open(self) -> int:
+        """Make the matching text of open cases this version's ``normalise`` of their title and
+        text (after an upgrade that changed it, old cases would match worse until closed);
+        return how many changed. The ledger worker calls it at start."""
+        with self.engine.begin() as db:
+            rows = db.execute(sa.select(cases_t.c.id, cases_t.c.title, cases_t.c.text, cases_t.c.norm)
+                              .where(cases_t.c.closed_at.is_(None))).all()
+            changed = [(r.id, n) for r in rows
+                       if (n := normalise(f"{r.title or ''} {r.text or ''}".strip())) != r.norm]
+            for case_id, norm in changed:
+                db.execute(cases_t.update().where(cases_t.c.id == case_id).values(norm=norm))
+        return len(changed)
+
     # --- time --------------------------------------------------------------------------
 
     def _db(self, t: datetime | None) -> datetime | None:

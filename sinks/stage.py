@@ -30,6 +30,8 @@ class LedgerStage(Stage):
     def __init__(self, runtime, ledger: Ledger | None = None, supervise: bool = True):
         super().__init__(runtime)
         self.ledger = ledger or Ledger.from_settings(runtime.settings)
+        if n := self.ledger.renormalise_open():
+            log.info("open cases renormalised for repeat matching: %d", n)
         self.created = self.merged = 0
         self.job = None
         if supervise:

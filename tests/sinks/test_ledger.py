@@ -201,3 +201,17 @@ def test_http_api_for_offices_and_citizens(ledger):
 
 def _nov():
     return datetime(2026, 11, 1, tzinfo=SH), datetime(2026, 12, 1, tzinfo=SH)
+
+
+def test_open_cases_normalised_by_an_older_version_are_brought_up_to_date(ledger):
+    import sqlalchemy as sa
+
+    from wenzheng.sinks.cases import cases_t
+
+    first = ledger.record(routed("wechat:1", "南康区唐江镇幸福路的路灯坏了，晚上很黑"))
+    with ledger.engine.begin() as db:  # as the punctuation-dropping normaliser stored it
+        db.execute(sa.update(cases_t).values(norm="南康区唐江镇幸福路的路灯坏了晚上很黑"))
+    assert ledger.renormalise_open() == 1 and ledger.renormalise_open() == 0
+    again = ledger.record(routed("hotline:2", "唐江镇幸福路那边路灯坏了好几天，晚上很黑", channel="hotline",
+                                 at="2026-11-24T10:00:00+08:00"))
+    assert again["merged"] and again["tracking_no"] == first["tracking_no"]
