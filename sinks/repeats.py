@@ -56,7 +56,7 @@ def normalise(text: str) -> str:
 
 _NOT_PLACE = "的了在和是有那这个我们你他她它都也还又被把给从到向对跟与及或很太最就才没不上里边旁县区市镇乡某近问通全各本邻条"
 # Words that end like a place and name none: a road in general, a county road, 城乡 (居民医保).
-_GENERIC = frozenset("公路 马路 道路 县道 国道 省道 村道 小路 大路 水泥路 城乡 下乡 农村 乡村".split())
+_GENERIC = tuple("公路 马路 道路 县道 国道 省道 村道 小路 大路 水泥路 城乡 下乡 农村 乡村".split())
 _KINDS = {  # suffix → kind
     "县": "county", "市": "county", "区": "county",
     "城区": "area", "新区": "area", "园区": "area", "开发区": "area", "工业园": "area",
@@ -115,15 +115,19 @@ _STOP_GRAMS = frozenset("一个 两天 三天 几天 好久 很久 一直 已经
 
 
 class Parsed:
-    __slots__ = ("norm", "places", "numbers", "problems", "grams")
+    __slots__ = ("norm", "places", "stems", "numbers", "problems", "grams")
 
     def __init__(self, norm: str):
         self.norm = norm
         self.places: dict[str, set[str]] = {}
+        # What must appear in another text for it to name the same place: the name without
+        # its suffix (幸福 of 幸福路), or the whole name where that leaves one character.
+        self.stems: dict[str, set[str]] = {}
         for m in _PLACE.finditer(norm):
-            if (name := m.group(1) + m.group(2)) not in _GENERIC and not name.endswith(tuple(_GENERIC)):
-                self.places.setdefault(_KINDS[m.group(2)], set()).add(name)
-        self.places.pop("county", None)  # the ledger compares within one county already
+            name, kind = m.group(1) + m.group(2), _KINDS[m.group(2)]
+            if kind != "county" and not name.endswith(_GENERIC):  # the ledger compares within one county
+                self.places.setdefault(kind, set()).add(name)
+                self.stems.setdefault(kind, set()).add(m.group(1) if len(m.group(1)) >= 2 else name)
         self.numbers: dict[str, set[str]] = {}
         for m in _NUMBER.finditer(norm):
             self.numbers.setdefault(_NUMBER_KIND[m.group(2)], set()).add(m.group(1))
@@ -140,27 +144,21 @@ def parts(norm: str) -> Parsed:
     return Parsed(norm)
 
 
-def _stem(place: str) -> str:
-    m = _PLACE.fullmatch(place)
-    stem = m.group(1) if m else place
-    return stem if len(stem) >= 2 else place
-
-
-def _named_in(names: Iterable[str], text: str) -> bool:
-    return any(_stem(n) in text for n in names)
+def _named_in(stems: Iterable[str], text: str) -> bool:
+    return any(stem in text for stem in stems)
 
 
 def score(a: Parsed, b: Parsed) -> float:
     """0 for a place or number conflict, no shared anchor, or different problems; else the
     strength of the match (see the module's rules)."""
-    for kind in a.places.keys() & b.places.keys():
-        if not (_named_in(a.places[kind], b.norm) or _named_in(b.places[kind], a.norm)):
+    for kind in a.stems.keys() & b.stems.keys():
+        if not (_named_in(a.stems[kind], b.norm) or _named_in(b.stems[kind], a.norm)):
             return 0.0
     for kind in a.numbers.keys() & b.numbers.keys():
         if not a.numbers[kind] & b.numbers[kind]:
             return 0.0
     kinds = _SPECIFIC if a.specific() and b.specific() else ("town", *_SPECIFIC)
-    anchored = any(_named_in(a.places.get(k, ()), b.norm) or _named_in(b.places.get(k, ()), a.norm)
+    anchored = any(_named_in(a.stems.get(k, ()), b.norm) or _named_in(b.stems.get(k, ()), a.norm)
                    for k in kinds)
     if not anchored:
         return 0.0
