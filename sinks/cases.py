@@ -104,6 +104,12 @@ seq_t = sa.Table(
 )
 
 
+def _case_norm(title: str | None, text: str | None) -> str:
+    """What a case is matched on for repeats: one helper, so renormalising stored cases
+    gives exactly what recording them did."""
+    return normalise(f"{title or ''} {text or ''}".strip())
+
+
 class CaseError(WenzhengError):
     """An office action the case's state does not allow (unknown case, wrong office, order)."""
 
@@ -164,8 +170,7 @@ class Ledger:
         with self.engine.begin() as db:
             rows = db.execute(sa.select(cases_t.c.id, cases_t.c.title, cases_t.c.text, cases_t.c.norm)
                               .where(cases_t.c.closed_at.is_(None))).all()
-            changed = [(r.id, n) for r in rows
-                       if (n := normalise(f"{r.title or ''} {r.text or ''}".strip())) != r.norm]
+            changed = [(r.id, n) for r in rows if (n := _case_norm(r.title, r.text)) != r.norm]
             for case_id, norm in changed:
                 db.execute(cases_t.update().where(cases_t.c.id == case_id).values(norm=norm))
         return len(changed)
@@ -215,8 +220,7 @@ class Ledger:
                          .where(messages_t.c.message_id == msg_id)).first()
         if row:
             return {"tracking_no": row.tracking_no, "created": False, "merged": False, "duplicate": True}
-        text = f"{routed.get('title') or ''} {routed.get('text') or ''}".strip()
-        norm = normalise(text)
+        norm = _case_norm(routed.get("title"), routed.get("text"))
         jurisdiction = c.get("jurisdiction")
         if jurisdiction and jurisdiction != "unknown" and norm:
             since = self._db(received - self.window)
