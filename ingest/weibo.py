@@ -124,7 +124,6 @@ def strip_html(html: str) -> str:
 
 
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
-_CST = timezone(timedelta(hours=8))
 _AGO = re.compile(r"(\d+)\s*(秒|分钟|小时)前")
 _AGO_UNIT = {"秒": 1, "分钟": 60, "小时": 3600}
 _DAY = re.compile(r"(今天|昨天|前天)\s*(\d{1,2}):(\d{2})")
@@ -148,7 +147,7 @@ def parse_created(value, now: datetime | None = None) -> datetime:
         return datetime(int(year), _MONTHS[mon], int(day), h, m, s, tzinfo=tz)
     except (ValueError, KeyError, IndexError):
         pass
-    now = (now or datetime.now(_CST)).astimezone(_CST).replace(microsecond=0)
+    now = (now or envelope.now()).astimezone(envelope.TZ).replace(microsecond=0)
     try:
         if text == "刚刚":
             return now
