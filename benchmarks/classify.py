@@ -29,11 +29,11 @@ import jieba
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from wenzheng import envelope
-from wenzheng.broker import EmbeddedBroker, free_port
+from wenzheng.app.broker import EmbeddedBroker, free_port
 from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled
 from wenzheng.config import DEFAULT_DIR, load
-from wenzheng.runtime import Runtime
+from wenzheng.core import envelope
+from wenzheng.core.runtime import Runtime
 
 
 def _messages(n: int) -> list[dict]:
@@ -89,7 +89,7 @@ def stage(bootstrap: str, root: Path, model_dir: Path, rows: list[dict], workers
         port = free_port()
         t0 = time.time()
         log = open(root / f"classify-{prefix}{port}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "wenzheng", "worker", "classify", "--config", str(cfg),
+        proc = subprocess.Popen([sys.executable, "-m", "wenzheng.app", "worker", "classify", "--config", str(cfg),
                                  "--port", str(port), "--model", str(model_dir)], stdout=log, stderr=log)
         log.close()
         while True:

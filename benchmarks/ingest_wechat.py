@@ -31,10 +31,10 @@ from pathlib import Path
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-from wenzheng.broker import EmbeddedBroker, free_port
+from wenzheng.app.broker import EmbeddedBroker, free_port
 from wenzheng.config import DEFAULT_DIR, load
+from wenzheng.core.runtime import Runtime
 from wenzheng.ingest.fakes.wechat import PushClient, text_xml
-from wenzheng.runtime import Runtime
 
 APPID, TOKEN, AES = "wxbench000000001", "benchtoken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
@@ -119,7 +119,7 @@ def run(messages: int = 5000, senders: tuple[int, ...] = (8, 32)) -> dict:
         port = free_port()
         cfg = _config(Path(tmp), broker.bootstrap, port)
         rt = Runtime(load(cfg)).connect()
-        worker = subprocess.Popen([sys.executable, "-m", "wenzheng", "worker", "ingest", "--config", str(cfg)],
+        worker = subprocess.Popen([sys.executable, "-m", "wenzheng.app", "worker", "ingest", "--config", str(cfg)],
                                   stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "ingest.log", "wb"))  # noqa: SIM115
         consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False,
                                  fetch_max_wait_ms=10)

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import yaml
 
-from wenzheng.broker import EmbeddedBroker, free_port
+from wenzheng.app.broker import EmbeddedBroker, free_port
 from wenzheng.config import DEFAULT_DIR, load
+from wenzheng.core.runtime import Runtime
 from wenzheng.ingest.fakes.wechat import FakeWeChat
 from wenzheng.ingest.fakes.weibo import FakeWeibo
 from wenzheng.ingest.weibo import WeiboConnector
-from wenzheng.runtime import Runtime
 
 
 def _config(root: Path, bootstrap: str, api_base: str, uids: list[str], poll_seconds: float, cookie,

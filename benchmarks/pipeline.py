@@ -23,11 +23,11 @@ from pathlib import Path
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-from wenzheng.broker import EmbeddedBroker, free_port
+from wenzheng.app.broker import EmbeddedBroker, free_port
+from wenzheng.app.demo import to_call
 from wenzheng.classify.model import corpus_files, read_labelled
 from wenzheng.config import DEFAULT_DIR, load
-from wenzheng.demo import to_call
-from wenzheng.runtime import Runtime
+from wenzheng.core.runtime import Runtime
 
 
 def _config(root: Path, bootstrap: str | None) -> Path:
@@ -47,7 +47,7 @@ def first_case() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _config(Path(tmp), None)
         t0 = time.time()
-        out = subprocess.run([sys.executable, "-m", "wenzheng", "up", "--demo", "--duration", "45", "--config", str(cfg)],
+        out = subprocess.run([sys.executable, "-m", "wenzheng.app", "up", "--demo", "--duration", "45", "--config", str(cfg)],
                              capture_output=True, text=True, timeout=180)
         wall = time.time() - t0
     m = re.findall(r"first routed case after ([0-9.]+)s", out.stdout)
@@ -66,14 +66,14 @@ def throughput(n: int) -> dict:
         cfg = _config(root, broker.bootstrap)
         config = load(cfg)
         rt = Runtime(config).connect()
-        from wenzheng.workers import load_model
+        from wenzheng.app.workers import load_model
 
         load_model(rt)  # trained once before the workers start
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         procs = []
         for kind in ("ingest", "classify", "route"):
             log = open(root / f"{kind}.log", "ab")  # noqa: SIM115
-            procs.append(subprocess.Popen([sys.executable, "-m", "wenzheng", "worker", kind, "--config", str(cfg),
+            procs.append(subprocess.Popen([sys.executable, "-m", "wenzheng.app", "worker", kind, "--config", str(cfg),
                                            "--port", "0"], env=env, stdout=log, stderr=log))
             log.close()
         t = rt.topics

@@ -3,7 +3,7 @@
 The routed topic is filled with N decisions as the route stage writes them: a pool of
 corpus messages is classified and routed once here, and repeated under distinct ids
 (replay still classifies and routes every one of them again: nothing is cached). Then
-``wenzheng.replay.run`` reads the topic back from the embedded broker with the
+``wenzheng.audit.replay.run`` reads the topic back from the embedded broker with the
 recorded model and configuration and compares every decision, timed from its start
 to its end (reading, jieba, the model, routing with deadlines, the report).
 
@@ -24,15 +24,15 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from wenzheng import envelope
-from wenzheng.broker import EmbeddedBroker
+from wenzheng.app.broker import EmbeddedBroker
+from wenzheng.audit.replay import default_workers
+from wenzheng.audit.replay import run as replay
 from wenzheng.classify import registry
 from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled
 from wenzheng.config import OfficeDirectory, load, snapshot
-from wenzheng.replay import default_workers
-from wenzheng.replay import run as replay
+from wenzheng.core import envelope
+from wenzheng.core.runtime import Runtime
 from wenzheng.route.router import Router
-from wenzheng.runtime import Runtime
 
 from . import classify as classify_bench
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from wenzheng import envelope, privacy
-from wenzheng.delivery import Out
-from wenzheng.stage import Stage
+from wenzheng.core import envelope, privacy
+from wenzheng.core.delivery import Out
+from wenzheng.core.stage import Stage
 
 from .model import Classifier
 from .registry import ModelFollower

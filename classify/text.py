@@ -30,7 +30,7 @@ from pathlib import Path
 
 import jieba
 
-from wenzheng.privacy import mask_text
+from wenzheng.core.privacy import mask_text
 
 jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger(__name__)

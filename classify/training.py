@@ -14,7 +14,7 @@ import logging
 
 from kafka import TopicPartition
 
-from wenzheng.kafka import Topics, consumer, read_partition
+from wenzheng.core.kafka import Topics, consumer, read_partition
 
 from .model import TIME_FIELDS, split_holdout
 

@@ -14,13 +14,17 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
 
 from .schema import Settings
+
+if TYPE_CHECKING:
+    from .offices import OfficeDirectory
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "ganzhou"
 ENV_BOOTSTRAP = "WENZHENG_BOOTSTRAP_SERVERS"
@@ -43,6 +47,13 @@ class LoadedConfig:
     """Which file each top-level section came from."""
     hash: str
     """sha256 of the effective configuration (recorded on every routed message)."""
+
+    @cached_property
+    def offices(self) -> OfficeDirectory:
+        """Who handles what: the office directory built from this configuration."""
+        from .offices import OfficeDirectory
+
+        return OfficeDirectory(self.settings)
 
 
 def load(directory: str | Path | None = None, env: dict[str, str] | None = None) -> LoadedConfig:

@@ -1,9 +1,10 @@
-"""wenzheng (问政): citizens' messages in, classified and routed to the office that must answer.
+"""The shared core every stage imports, and that imports no stage.
 
-The shared core lives here (envelope, privacy, Kafka helpers, delivery journal,
-stage runner, HTTP service, CLI); the pipeline's steps are the subpackages
-``wenzheng.ingest`` → ``wenzheng.classify`` → ``wenzheng.route`` → ``wenzheng.sinks``,
-with the city's ``wenzheng.config`` beside them.
+The message envelope, errors, privacy (masking and pseudonyms), Kafka helpers,
+the delivery journal, the stage runtime, metrics, the HTTP service and storage.
+Layers, kept by an import contract in ``./dev test``: ``wenzheng.core`` ←
+``wenzheng.config`` ← the stages (``ingest`` → ``classify`` → ``route`` →
+``sinks``) ← ``wenzheng.app`` and ``wenzheng.audit``.
 """
 
 __version__ = "0.1.0"

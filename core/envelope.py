@@ -3,7 +3,7 @@
 One citizen message, whatever channel it came through::
 
     {
-      "schema": "wenzheng.envelope/1",
+      "schema": "wenzheng.core.envelope/1",
       "id": "hotline:GZ12345-20261122-000123",   # channel + the source's own id;
                                                  # the Kafka key and the idempotency key
       "channel": "hotline",                      # hotline | wechat | weibo | webform | open311
@@ -36,7 +36,7 @@ import orjson
 from .errors import BadMessage
 from .privacy import mask_text
 
-SCHEMA = "wenzheng.envelope/1"
+SCHEMA = "wenzheng.core.envelope/1"
 TZ = ZoneInfo("Asia/Shanghai")
 CHANNELS = ("hotline", "wechat", "weibo", "webform", "open311")
 REQUIRED = ("id", "channel", "source_id", "posted_at", "received_at", "text")

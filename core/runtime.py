@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kafka import KafkaAdminClient
 
-from wenzheng.config import LoadedConfig, OfficeDirectory
-
 from .delivery import Journal
 from .kafka import Topics, client_kwargs, ensure_topics, wait_for_broker
+
+if TYPE_CHECKING:  # the core imports no layer above it; config is handed in
+    from wenzheng.config import LoadedConfig
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ class Runtime:
         self.config = config
         self.settings = settings
         self.topics = Topics(settings.kafka.topic_prefix)
-        self.offices = OfficeDirectory(settings)
+        self.offices = config.offices
         self.cluster_id: str | None = None
 
     @property

@@ -5,7 +5,7 @@ Delivery, per batch — the order is the guarantee:
 1. ``poll`` a batch from the stage's consumer group.
 2. Process each record; a record that cannot be processed becomes a
    dead-letter record with its reason (it never stops the records behind it).
-3. Publish every output through the :class:`~wenzheng.delivery.Publisher`
+3. Publish every output through the :class:`~wenzheng.core.delivery.Publisher`
    (journal → send → wait for acks → journal done); transient failures are
    retried with back-off, the batch is never half-committed.
 4. Commit the batch's offsets. A crash before this step redelivers the batch;
@@ -32,9 +32,9 @@ from .delivery import Out, Publisher
 from .errors import BadMessage, TransientError
 from .kafka import consumer as make_consumer
 from .kafka import producer as make_producer
+from .metrics import DEADLETTERED, DUPLICATES, ERRORS, LAG, MESSAGES_IN, MESSAGES_OUT
 from .privacy import mask_text
 from .runtime import Runtime
-from .service import DEADLETTERED, DUPLICATES, ERRORS, LAG, MESSAGES_IN, MESSAGES_OUT
 
 log = logging.getLogger(__name__)
 

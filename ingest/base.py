@@ -6,7 +6,7 @@ Delivery order for every connector — the guarantee lives in this order:
 2. Turn each item into an intake envelope; an item that cannot be read becomes
    a dead-letter record with its reason (and the item is quarantined, where
    the channel has somewhere to put it).
-3. Publish through the :class:`~wenzheng.delivery.Publisher`: journaled, sent,
+3. Publish through the :class:`~wenzheng.core.delivery.Publisher`: journaled, sent,
    acknowledged by Kafka (``acks=all``), journaled done.
 4. Only then advance and save the checkpoint (atomically: write, fsync, rename).
 
@@ -41,11 +41,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from wenzheng import envelope
-from wenzheng.delivery import Out, Publisher
-from wenzheng.runtime import Runtime
-from wenzheng.service import DEADLETTERED, ERRORS, MESSAGES_IN, MESSAGES_OUT
-from wenzheng.stage import deadletter
+from wenzheng.core import envelope
+from wenzheng.core.delivery import Out, Publisher
+from wenzheng.core.metrics import DEADLETTERED, ERRORS, MESSAGES_IN, MESSAGES_OUT
+from wenzheng.core.runtime import Runtime
+from wenzheng.core.stage import deadletter
 
 FETCHED = Counter("wenzheng_connector_fetched_total", "Items fetched from upstream", ["connector"])
 PUBLISHED = Counter("wenzheng_connector_published_total", "Messages published to the intake topic", ["connector"])

@@ -30,9 +30,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from wenzheng import envelope
-from wenzheng.errors import BadMessage
-from wenzheng.privacy import pseudonym
+from wenzheng.core import envelope
+from wenzheng.core.errors import BadMessage
+from wenzheng.core.privacy import pseudonym
 
 from .base import FETCHED, Connector
 

@@ -59,8 +59,8 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from wenzheng import envelope
-from wenzheng.privacy import pseudonym
+from wenzheng.core import envelope
+from wenzheng.core.privacy import pseudonym
 
 from .base import Connector
 

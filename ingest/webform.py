@@ -46,7 +46,7 @@ again; the journal and the index drop what was already delivered. At most
 ``MAX_PAGES`` pages per poll; the rest wait for the next one.
 
 HTTP 429, 5xx, timeouts and unreadable answers raise
-:class:`~wenzheng.errors.TransientError`; 401/403 raise :class:`WebFormAuthError`.
+:class:`~wenzheng.core.errors.TransientError`; 401/403 raise :class:`WebFormAuthError`.
 Either way :meth:`Connector.run_once` backs off (exponential, with jitter) and
 the cursor stays where Kafka left it.
 """
@@ -65,9 +65,9 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
-from wenzheng import envelope
-from wenzheng.errors import BadMessage, TransientError, WenzhengError
-from wenzheng.privacy import pseudonym
+from wenzheng.core import envelope
+from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
+from wenzheng.core.privacy import pseudonym
 
 from .base import FETCHED, Connector
 

@@ -69,9 +69,9 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
-from wenzheng import envelope
-from wenzheng.errors import BadMessage, TransientError, WenzhengError
-from wenzheng.privacy import pseudonym
+from wenzheng.core import envelope
+from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
+from wenzheng.core.privacy import pseudonym
 
 from .base import Connector, spool_for
 
@@ -300,7 +300,7 @@ class WeChatConnector(Connector):
         return n
 
     def _dead_out(self, value: dict):
-        from wenzheng.delivery import Out
+        from wenzheng.core.delivery import Out
 
         return Out(self.runtime.topics.deadletter, f"{value['stage']}:{value['id']}", value)
 

@@ -34,7 +34,7 @@ already delivered.
 
 **Anti-crawling.** m.weibo.cn answers scrapers with HTTP 403/418, ``{"ok": 0}``,
 ``{"ok": -100}`` (log in) or an HTML page instead of JSON. Each is a
-:class:`~wenzheng.errors.TransientError`: the poll stops where it is (what was
+:class:`~wenzheng.core.errors.TransientError`: the poll stops where it is (what was
 published stays published) and ``run_once`` backs off exponentially with jitter.
 418/429 and HTML pages are about the host, not one account, so they also close a
 per-host gate that every account on that ``api_base`` respects: while it is
@@ -65,9 +65,9 @@ from urllib.parse import urlencode
 
 from weibo_api.config.urls import STATUS_DETAIL_URL, WEIBO_API_ROOT, WEIBO_LIST_URL
 
-from wenzheng import envelope
-from wenzheng.errors import BadMessage, TransientError
-from wenzheng.privacy import pseudonym
+from wenzheng.core import envelope
+from wenzheng.core.errors import BadMessage, TransientError
+from wenzheng.core.privacy import pseudonym
 
 from .base import FETCHED, Connector
 

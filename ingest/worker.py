@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from wenzheng.delivery import Publisher
-from wenzheng.kafka import producer as make_producer
-from wenzheng.runtime import Runtime
+from wenzheng.core.delivery import Publisher
+from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.runtime import Runtime
 
 from .base import Connector
 from .hotline import HotlineConnector

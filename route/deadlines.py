@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from wenzheng.envelope import iso
+from wenzheng.core.envelope import iso
 
 from .workcal import WorkCalendar
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from wenzheng import envelope
 from wenzheng.config import snapshot
-from wenzheng.delivery import Out
-from wenzheng.errors import BadMessage
-from wenzheng.stage import Stage
+from wenzheng.core import envelope
+from wenzheng.core.delivery import Out
+from wenzheng.core.errors import BadMessage
+from wenzheng.core.stage import Stage
 
 from .router import Router
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from wenzheng.cli import Command, UsageError, _config, _time
+from wenzheng.config import load as load_config
+from wenzheng.core.command import Command, UsageError, parse_time
 
 from .cases import CaseError, Ledger
 
@@ -91,11 +92,11 @@ class CaseCommand(Command):
         p.add_argument("--text", default="", help="the reply")
         p.add_argument("--satisfaction", type=int, help="close: the citizen's rating, 1-5")
         p.add_argument("--reason", default="", help="reopen: why")
-        p.add_argument("--at", type=_time,
+        p.add_argument("--at", type=parse_time,
                        help="when it was done, if not now (an action taken on paper, entered later)")
 
     def execute(self, args) -> int:
-        config = _config(args)
+        config = load_config(args.config)
         ledger = Ledger.from_settings(config.settings)
         try:
             if args.action == "show":

@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from wenzheng.errors import BadMessage, TransientError, WenzhengError
+from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
 
 from .repeats import Deduper, normalise
 

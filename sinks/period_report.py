@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from wenzheng.cli import Command, UsageError, _config, _time
+from wenzheng.config import load as load_config
+from wenzheng.core.command import Command, UsageError, parse_time
 
 #: The contract's twelve categories (CONTRACT.md §4).
 CATEGORY_NAMES = {
@@ -218,14 +219,14 @@ class ReportCommand(Command):
         p.add_argument("--month", help="YYYY-MM")
         p.add_argument("--from", dest="start", help="YYYY-MM-DD (with --to, both inclusive)")
         p.add_argument("--to", dest="end", help="YYYY-MM-DD")
-        p.add_argument("--now", type=_time, help="report as of this ISO time (default: now)")
+        p.add_argument("--now", type=parse_time, help="report as of this ISO time (default: now)")
         p.add_argument("--csv", help="also write the figures as CSV")
         p.add_argument("--html", help="also write an HTML page with charts")
 
     def execute(self, args) -> int:
         from .cases import Ledger
 
-        settings = _config(args).settings
+        settings = load_config(args.config).settings
         tz = ZoneInfo(settings.city.timezone)
         start, end = period(args.month, args.start, args.end, tz)
         now = args.now.astimezone(tz) if args.now else datetime.now(tz)

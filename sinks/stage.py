@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 
-from wenzheng import envelope
-from wenzheng.delivery import Out, Publisher
-from wenzheng.errors import BadMessage, TransientError
-from wenzheng.kafka import producer as make_producer
-from wenzheng.stage import Stage
+from wenzheng.core import envelope
+from wenzheng.core.delivery import Out, Publisher
+from wenzheng.core.errors import BadMessage, TransientError
+from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.stage import Stage
 
 from .cases import Ledger
 from .supervise import SupervisionJob

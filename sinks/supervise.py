@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from wenzheng import envelope
-from wenzheng.delivery import Out, Publisher
+from wenzheng.core import envelope
+from wenzheng.core.delivery import Out, Publisher
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ def bootstrap(tmp_path_factory) -> str:
     if servers := os.environ.get(BOOTSTRAP_ENV):
         yield servers
         return
-    from wenzheng.broker import EmbeddedBroker
+    from wenzheng.app.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(log_file=tmp_path_factory.mktemp("broker") / "tansu.log").start()
     try:
@@ -76,7 +76,7 @@ def config(config_dir):
 
 @pytest.fixture
 def runtime(config):
-    from wenzheng.runtime import Runtime
+    from wenzheng.core.runtime import Runtime
 
     rt = Runtime(config).connect()
     yield rt
@@ -103,7 +103,7 @@ class Workers:
 
     def start(self, kind: str, *extra: str) -> subprocess.Popen:
         with open(self.log_dir / f"{kind}.log", "ab") as log:
-            p = subprocess.Popen([sys.executable, "-m", "wenzheng", "worker", kind, "--config", str(self.config_dir),
+            p = subprocess.Popen([sys.executable, "-m", "wenzheng.app", "worker", kind, "--config", str(self.config_dir),
                                   "--port", "0", *extra], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         self.procs[kind] = p
         return p

@@ -6,7 +6,7 @@ import json
 
 from kafka import KafkaConsumer, TopicPartition
 
-from wenzheng.kafka import read_partition
+from wenzheng.core.kafka import read_partition
 
 
 def read_topic(bootstrap: str, topic: str) -> list:

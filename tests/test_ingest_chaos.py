@@ -22,12 +22,12 @@ import yaml
 
 from tests.conftest import write_config
 from tests.kafka_util import Watcher
+from wenzheng.app.demo import to_call
 from wenzheng.config import load
-from wenzheng.demo import to_call
+from wenzheng.core.runtime import Runtime
 from wenzheng.ingest.fakes.webform import FakeWebForm
 from wenzheng.ingest.fakes.wechat import PushClient, text_xml
 from wenzheng.ingest.fakes.weibo import FakeWeibo
-from wenzheng.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 

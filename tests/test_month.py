@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.conftest import free_port, write_config
-from wenzheng import envelope
 from wenzheng.config import load
-from wenzheng.envelope import iso
-from wenzheng.kafka import producer as make_producer
+from wenzheng.core import envelope
+from wenzheng.core.envelope import iso
+from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.runtime import Runtime
 from wenzheng.route.router import Router
-from wenzheng.runtime import Runtime
 from wenzheng.sinks.cases import Ledger
 from wenzheng.sinks.period_report import build, period
 

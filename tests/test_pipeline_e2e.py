@@ -17,10 +17,10 @@ from collections import Counter
 import pytest
 
 from tests.kafka_util import Watcher
+from wenzheng.app.demo import to_call
 from wenzheng.classify.model import corpus_files, read_labelled
 from wenzheng.config import load
-from wenzheng.demo import to_call
-from wenzheng.runtime import Runtime
+from wenzheng.core.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 

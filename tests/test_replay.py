@@ -16,18 +16,18 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from tests.conftest import write_config
 from tests.kafka_util import read_values
-from wenzheng import envelope
+from wenzheng.audit.replay import ReplayError, plan, read, read_only_consumer, run
 from wenzheng.classify import registry
 from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled
 from wenzheng.classify.stage import ClassifyStage
 from wenzheng.config import OfficeDirectory, load
-from wenzheng.delivery import Publisher
-from wenzheng.kafka import producer as make_producer
-from wenzheng.replay import ReplayError, plan, read, read_only_consumer, run
+from wenzheng.core import envelope
+from wenzheng.core.delivery import Publisher
+from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.runtime import Runtime
+from wenzheng.core.stage import StageWorker
 from wenzheng.route.router import Router
 from wenzheng.route.stage import RouteStage
-from wenzheng.runtime import Runtime
-from wenzheng.stage import StageWorker
 
 N = 120
 
@@ -127,7 +127,7 @@ def test_recorded_versions_reproduce_and_a_new_model_changes_exactly_what_it_pre
     assert len(read_values(bootstrap, rt.topics.routed)) == N
 
     # the command line: the same, with the model named by its version
-    from wenzheng.cli import main
+    from wenzheng.app.cli import main
 
     assert main(["replay", "--config", str(cfg), "--model", model_b.version, "--out", str(tmp_path / "cli"),
                  "--no-progress"]) == 0

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_up_demo_routes_cases_within_a_minute_and_stops_cleanly(tmp_path):
     cfg = write_config(tmp_path, None)  # no bootstrap servers: up starts its own embedded broker
-    out = subprocess.run([sys.executable, "-m", "wenzheng", "up", "--demo", "--duration", "40", "--rate", "4",
+    out = subprocess.run([sys.executable, "-m", "wenzheng.app", "up", "--demo", "--duration", "40", "--rate", "4",
                           "--config", str(cfg)], capture_output=True, text=True, timeout=150, encoding="utf-8")
     assert out.returncode == 0, out.stderr[-2000:]
     first = [float(x) for x in re.findall(r"first routed case after ([0-9.]+)s", out.stdout)]

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from wenzheng.app.cli import main
 from wenzheng.classify.model import (
     DEFAULT_PARAMS,
     Classifier,
@@ -15,7 +16,6 @@ from wenzheng.classify.model import (
 )
 from wenzheng.classify.places import PlaceResolver
 from wenzheng.classify.text import normalise, tokenize
-from wenzheng.cli import main
 from wenzheng.config import CATEGORIES, load
 
 TINY = [

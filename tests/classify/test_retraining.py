@@ -8,13 +8,13 @@ import time
 from kafka import KafkaProducer
 
 from tests.kafka_util import read_values
-from wenzheng import envelope
+from wenzheng.app.cli import main
 from wenzheng.classify.model import Classifier
 from wenzheng.classify.registry import ModelFollower, promote
 from wenzheng.classify.stage import ClassifyStage
 from wenzheng.classify.training import merge_corrections, split
-from wenzheng.cli import main
-from wenzheng.stage import StageWorker
+from wenzheng.core import envelope
+from wenzheng.core.stage import StageWorker
 
 HISTORY = [
     {"id": f"h{i}", "text": t, "category": c, "type": "complaint"}

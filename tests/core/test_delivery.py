@@ -3,9 +3,9 @@
 from kafka import KafkaProducer
 
 from tests.kafka_util import read_topic
-from wenzheng.delivery import Journal, Out, Publisher
-from wenzheng.kafka import partition_for
-from wenzheng.kafka import producer as make_producer
+from wenzheng.core.delivery import Journal, Out, Publisher
+from wenzheng.core.kafka import partition_for
+from wenzheng.core.kafka import producer as make_producer
 
 
 def outs(runtime, n, start=0):

@@ -1,5 +1,5 @@
-from wenzheng import envelope
-from wenzheng.privacy import contains_pii, mask_text, pseudonym
+from wenzheng.core import envelope
+from wenzheng.core.privacy import contains_pii, mask_text, pseudonym
 
 
 def test_numbers_and_names_are_masked():
@@ -29,7 +29,7 @@ def test_masked_envelope_drops_pii_and_keeps_chinese():
 
 
 def test_place_names_after_a_name_cue_are_not_masked():
-    from wenzheng.privacy import protect
+    from wenzheng.core.privacy import protect
 
     assert mask_text("我是石角岭下村的") == "我是石**下村的"  # 石角岭 looks like a name…
     protect(["瑞金", "叶坪乡", "石角岭下村"])

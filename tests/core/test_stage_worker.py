@@ -10,10 +10,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.conftest import free_port
 from tests.kafka_util import read_values
-from wenzheng import envelope
 from wenzheng.classify.model import Classifier
 from wenzheng.classify.stage import ClassifyStage
-from wenzheng.stage import StageWorker
+from wenzheng.core import envelope
+from wenzheng.core.stage import StageWorker
 
 
 def good(i: int) -> bytes:
@@ -87,9 +87,9 @@ def test_a_stop_before_the_consumer_is_ready_is_not_lost(runtime, tiny_model):
 
 def test_a_transient_failure_is_retried_not_dead_lettered(runtime, bootstrap):
     """A database the stage writes to is down for a while: the batch waits, nothing is dead-lettered."""
-    from wenzheng.delivery import Out
-    from wenzheng.errors import TransientError
-    from wenzheng.stage import Stage
+    from wenzheng.core.delivery import Out
+    from wenzheng.core.errors import TransientError
+    from wenzheng.core.stage import Stage
 
     class Flaky(Stage):
         name = "flaky"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from wenzheng.errors import BadMessage
+from wenzheng.core.errors import BadMessage
 from wenzheng.ingest.hotline import parse_call, read_text
 
 ENC = ["utf-8-sig", "gb18030"]

@@ -13,12 +13,12 @@ import pytest
 
 from tests.kafka_util import read_values
 from wenzheng.config.schema import CATEGORIES, WebFormChannel
-from wenzheng.delivery import Publisher
+from wenzheng.core.delivery import Publisher
+from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.privacy import pseudonym
+from wenzheng.core.service import Service
 from wenzheng.ingest.base import spool_for
 from wenzheng.ingest.open311 import Open311Connector, keyed_id
-from wenzheng.kafka import producer as make_producer
-from wenzheng.privacy import pseudonym
-from wenzheng.service import Service
 
 FORM = {"service_code": "urban_management", "description": "章贡区红旗大道88号门口的路灯坏了半个月，晚上很黑。",
         "lat": "25.8311", "long": "114.9336", "address_string": "章贡区红旗大道88号",

@@ -3,10 +3,10 @@
 import time
 
 from tests.kafka_util import read_values
-from wenzheng import envelope
-from wenzheng.delivery import Publisher
+from wenzheng.core import envelope
+from wenzheng.core.delivery import Publisher
+from wenzheng.core.kafka import producer as make_producer
 from wenzheng.ingest.base import Connector, Spool
-from wenzheng.kafka import producer as make_producer
 
 
 class Pushed(Connector):

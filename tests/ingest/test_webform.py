@@ -16,14 +16,14 @@ from tests.conftest import write_config
 from tests.kafka_util import read_values
 from wenzheng.config import load
 from wenzheng.config.schema import WebFormChannel
-from wenzheng.delivery import Publisher
-from wenzheng.errors import TransientError
+from wenzheng.core.delivery import Publisher
+from wenzheng.core.errors import TransientError
+from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.privacy import contains_pii, pseudonym
+from wenzheng.core.runtime import Runtime
 from wenzheng.ingest.fakes.webform import FakeWebForm
 from wenzheng.ingest.open311 import Open311Connector
 from wenzheng.ingest.webform import WebFormAuthError, WebFormConnector
-from wenzheng.kafka import producer as make_producer
-from wenzheng.privacy import contains_pii, pseudonym
-from wenzheng.runtime import Runtime
 
 TOKEN = "webform-test-token"
 

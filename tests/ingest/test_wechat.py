@@ -20,10 +20,14 @@ import yaml
 
 from tests.conftest import free_port, write_config
 from tests.kafka_util import read_values
-from wenzheng import envelope
 from wenzheng.config import load
-from wenzheng.delivery import Publisher
-from wenzheng.errors import TransientError
+from wenzheng.core import envelope
+from wenzheng.core.delivery import Publisher
+from wenzheng.core.errors import TransientError
+from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.privacy import pseudonym
+from wenzheng.core.runtime import Runtime
+from wenzheng.core.service import Service
 from wenzheng.ingest.base import spool_for
 from wenzheng.ingest.fakes.wechat import (
     MSGLIST_PATH,
@@ -38,10 +42,6 @@ from wenzheng.ingest.fakes.wechat import (
 )
 from wenzheng.ingest.wechat import WeChatAPIError, WeChatConnector
 from wenzheng.ingest.worker import CONNECTORS, IngestWorker
-from wenzheng.kafka import producer as make_producer
-from wenzheng.privacy import pseudonym
-from wenzheng.runtime import Runtime
-from wenzheng.service import Service
 
 APPID, APPID_AES, APPID_POLL = "wx1234567890abcdef", "wxfedcba0987654321", "wx00112233445566aa"
 TOKEN = "wzgz-callback-token"
@@ -221,7 +221,7 @@ def test_a_wenzheng_worker_ingest_process_serves_the_callback(bootstrap, tmp_pat
     cfg = wechat_config(tmp_path, bootstrap, ACCOUNTS)
     port = free_port()
     code = ("from wenzheng.ingest.worker import CONNECTORS; from wenzheng.ingest.wechat import WeChatConnector; "
-            "CONNECTORS.setdefault('wechat', WeChatConnector); from wenzheng.cli import main; "
+            "CONNECTORS.setdefault('wechat', WeChatConnector); from wenzheng.app.cli import main; "
             f"raise SystemExit(main(['worker', 'ingest', '--config', {str(cfg)!r}, '--port', '{port}']))")
     with open(tmp_path / "ingest.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=log, stdin=subprocess.DEVNULL)

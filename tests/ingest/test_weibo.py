@@ -17,14 +17,14 @@ from tests.conftest import write_config
 from tests.kafka_util import read_values
 from wenzheng.config import load
 from wenzheng.config.schema import WeiboAccount, WeiboChannel
-from wenzheng.delivery import Publisher
-from wenzheng.errors import TransientError
+from wenzheng.core.delivery import Publisher
+from wenzheng.core.errors import TransientError
+from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.privacy import pseudonym
+from wenzheng.core.runtime import Runtime
 from wenzheng.ingest import weibo
 from wenzheng.ingest.fakes.weibo import HOTFLOW_PATH, MENTIONS_PATH, FakeWeibo
 from wenzheng.ingest.weibo import LoginRequired, Throttled, WeiboConnector
-from wenzheng.kafka import producer as make_producer
-from wenzheng.privacy import pseudonym
-from wenzheng.runtime import Runtime
 
 
 class Env:
@@ -262,7 +262,7 @@ def test_created_at_in_the_apis_and_the_mobile_sites_forms(shown, expected):
 
 @pytest.mark.parametrize("shown", ["", "None", "明天 10:00", "13-40", "Sat Nov 31 09:15:03 +0800 2025", "5年前"])
 def test_unreadable_created_at_is_a_bad_message(shown):
-    from wenzheng.errors import BadMessage
+    from wenzheng.core.errors import BadMessage
 
     with pytest.raises(BadMessage, match="bad created_at"):
         weibo.parse_created(shown)

@@ -4,7 +4,7 @@ import json
 
 from tests.conftest import write_config
 from tests.sinks.test_ledger import routed
-from wenzheng.cli import main
+from wenzheng.app.cli import main
 from wenzheng.config import load
 from wenzheng.sinks.cases import Ledger
 

@@ -10,30 +10,16 @@ import os
 import sys
 from pathlib import Path
 
-from . import logs
+from wenzheng.core import logs
+from wenzheng.core.command import Command, UsageError, parse_time
 
 log = logging.getLogger("wenzheng")
-
-
-class UsageError(Exception):
-    """Bad input or configuration: printed as one line, exit status 2."""
 
 
 def _config(args):
     from wenzheng.config import load
 
     return load(args.config)
-
-
-class Command:
-    name = ""
-    help = ""
-
-    def configure(self, p: argparse.ArgumentParser) -> None:
-        pass
-
-    def execute(self, args) -> int:
-        raise NotImplementedError
 
 
 class Up(Command):
@@ -235,8 +221,8 @@ class Replay(Command):
                          "with the model and configuration recorded on each (or chosen ones); compare with what was "
                          "decided and write an audit report. Times are Asia/Shanghai unless they say otherwise.")
         p.add_argument("--topic", help="default: the routed decisions (wz.routed); the dead-letter topic re-feeds")
-        p.add_argument("--from", dest="start", type=_time, help="first message time, e.g. 2026-03-01 or 2026-03-01T08:00")
-        p.add_argument("--to", dest="end", type=_time, help="up to (not including) this time")
+        p.add_argument("--from", dest="start", type=parse_time, help="first message time, e.g. 2026-03-01 or 2026-03-01T08:00")
+        p.add_argument("--to", dest="end", type=parse_time, help="up to (not including) this time")
         p.add_argument("--partition", type=int, help="only this partition")
         p.add_argument("--start-offset", type=int, help="first offset (with or without --partition)")
         p.add_argument("--end-offset", type=int, help="up to (not including) this offset")
@@ -252,7 +238,7 @@ class Replay(Command):
                        help="progress bar on stderr (default: when stderr is a terminal)")
 
     def execute(self, args):
-        from .replay import ReplayError, default_workers, run
+        from wenzheng.audit.replay import ReplayError, default_workers, run
 
         if args.start and args.start_offset is not None:
             raise UsageError("--from and --start-offset exclude each other")
@@ -267,15 +253,6 @@ class Replay(Command):
         except ReplayError as exc:
             raise UsageError(str(exc)) from None
         return 0
-
-
-def _time(value: str):
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time: {value!r} (e.g. 2026-03-01 or 2026-03-01T08:00+08:00)") from None
 
 
 class ConfigCmd(Command):

@@ -17,10 +17,10 @@ from pathlib import Path
 from kafka import TopicPartition
 
 from wenzheng.config import LoadedConfig
+from wenzheng.core.kafka import consumer as make_consumer
+from wenzheng.core.runtime import Runtime
 
 from .broker import EmbeddedBroker
-from .kafka import consumer as make_consumer
-from .runtime import Runtime
 from .workers import STAGES, default_port, load_model
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class Supervisor:
         self.stopping = False
 
     def spawn(self, kind: str) -> None:
-        cmd = [sys.executable, "-m", "wenzheng", "worker", kind, "--port", str(default_port(self.config, kind))]
+        cmd = [sys.executable, "-m", "wenzheng.app", "worker", kind, "--port", str(default_port(self.config, kind))]
         if self.config.directory:
             cmd += ["--config", str(self.config.directory)]
         out = open(self.log_dir / f"{kind}.log", "ab") if self.log_dir else None  # noqa: SIM115
@@ -135,7 +135,7 @@ class Summary:
 def _check_ports(config: LoadedConfig) -> None:
     import socket
 
-    from .cli import UsageError
+    from wenzheng.core.command import UsageError
 
     for kind in STAGES:
         port = default_port(config, kind)

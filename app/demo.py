@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .envelope import iso
+from wenzheng.core.envelope import iso
 
 log = logging.getLogger(__name__)
 

@@ -46,12 +46,11 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from wenzheng.config import ConfigError, LoadedConfig, OfficeDirectory, load_snapshot
-
-from . import envelope
-from .delivery import Out
-from .errors import BadMessage, TransientError
-from .kafka import Topics, client_kwargs, read_partition
-from .kafka import consumer as make_consumer
+from wenzheng.core import envelope
+from wenzheng.core.delivery import Out
+from wenzheng.core.errors import BadMessage, TransientError
+from wenzheng.core.kafka import Topics, client_kwargs, read_partition
+from wenzheng.core.kafka import consumer as make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -515,9 +514,9 @@ def run(config: LoadedConfig, *, topic: str | None = None, start: datetime | Non
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from .delivery import Publisher
-    from .kafka import producer as make_producer
-    from .runtime import Runtime
+    from wenzheng.core.delivery import Publisher
+    from wenzheng.core.kafka import producer as make_producer
+    from wenzheng.core.runtime import Runtime
 
     try:
         runtime = Runtime(config).connect(create_topics=False)

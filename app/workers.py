@@ -6,9 +6,8 @@ import logging
 import signal
 
 from wenzheng.config import LoadedConfig
-
-from .runtime import Runtime
-from .service import Service
+from wenzheng.core.runtime import Runtime
+from wenzheng.core.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def run(config: LoadedConfig, kind: str, port: int | None = None, model_dir: str
         worker = IngestWorker(runtime)
         health = worker.health
     else:
-        from .stage import StageWorker
+        from wenzheng.core.stage import StageWorker
 
         if kind == "classify":
             from wenzheng.classify.registry import ModelFollower

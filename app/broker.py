@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import TransientError
+from wenzheng.core.errors import TransientError
 
 log = logging.getLogger(__name__)
 

@@ -1,3 +1,0 @@
-from wenzheng.cli import main
-
-raise SystemExit(main())
