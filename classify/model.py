@@ -22,9 +22,11 @@ training split, then the fixed test split; the figures are in the issue note):
   and answers only for those.
 
 A model directory holds ``model.pkl`` (the vectorizer, the heads, the feature
-parameters, the user words and the place resolver), ``meta.json`` (version,
-labels, data hash, code version, parameters) and ``metrics.json``. Every callable
-in the pickle is a module-level function, so a model loads in any process.
+parameters, the words of its dictionary and the place resolver), ``meta.json``
+(version, labels, data hash, code version, parameters) and ``metrics.json``. Every
+callable in the pickle is a module-level function, so a model loads in any process;
+its jieba dictionary is rebuilt from its words (``text.Tokenizer``), never shared
+with another model.
 """
 
 from __future__ import annotations
@@ -249,8 +251,10 @@ def tfidf(vec: TfidfVectorizer, docs: list[list[str]]):
 
 
 class Classifier:
-    def __init__(self, vectorizer, heads: dict, meta: dict, places: PlaceResolver | None):
+    def __init__(self, vectorizer, heads: dict, meta: dict, places: PlaceResolver | None,
+                 tokenizer: textmod.Tokenizer):
         self.vectorizer, self.heads, self.meta, self.places = vectorizer, heads, meta, places
+        self.tokenizer = tokenizer
         self.params = {**DEFAULT_PARAMS, "chars": 0, **meta.get("params", {})}
 
     @property
@@ -262,13 +266,13 @@ class Classifier:
     def _prepare(self, records: list[dict], progress=None) -> tuple[list[list[str]], list[str]]:
         """(features, cleaned text) of each record: one normalisation and one jieba pass, shared
         by every head and by the place resolver."""
-        chars = self.params["chars"]
+        chars, features = self.params["chars"], self.tokenizer.features
         feats, cleaned = [], []
         n = len(records)
         for i, r in enumerate(records):
             c = textmod.clean(_doc(r))
             cleaned.append(c)
-            feats.append(textmod.features(textmod._strip(c), chars))
+            feats.append(features(textmod._strip(c), chars))
             if progress and ((i + 1) % 1000 == 0 or i + 1 == n):
                 progress(i + 1, n)
         return feats, cleaned
@@ -285,9 +289,8 @@ class Classifier:
             raise ValueError(f"unknown model parameters: {', '.join(sorted(unknown))}")
         p = {**DEFAULT_PARAMS, **(params or {})}
         places = PlaceResolver(settings) if settings else None
-        if places:
-            textmod.add_words(places.words())
-        model = cls(None, {}, {"version": "", "params": p}, places)
+        words = textmod.load_terms() + (places.words() if places else [])
+        model = cls(None, {}, {"version": "", "params": p}, places, textmod.Tokenizer(words))
         feats, cleaned = model._prepare(rows, progress)
         small = len(rows) < p["small"]
         vec = TfidfVectorizer(analyzer=textmod.identity, sublinear_tf=True, dtype=np.float32,
@@ -336,7 +339,7 @@ class Classifier:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         blob = {"format": FORMAT, "vectorizer": self.vectorizer, "heads": self.heads, "params": self.params,
-                "user_words": textmod.user_words(), "places": self.places}
+                "user_words": list(self.tokenizer.words), "places": self.places}
         with open(d / "model.pkl.tmp", "wb") as f:
             pickle.dump(blob, f, protocol=5)
         (d / "model.pkl.tmp").replace(d / "model.pkl")
@@ -358,14 +361,12 @@ class Classifier:
             meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
             raise ValueError(f"{d}: cannot read the model ({exc})") from None
-        if blob.get("user_words"):
-            textmod.add_words(blob["user_words"])  # the words it was trained with tokenise the same
         places = PlaceResolver(settings) if settings else blob.get("places")
-        if places:
-            textmod.add_words(places.words())
+        # The words it was trained with, so it cuts as it did, and the configuration's place names.
+        words = (blob.get("user_words") or textmod.load_terms()) + (places.words() if places else [])
         if "params" in blob:
             meta = {**meta, "params": blob["params"]}
-        return cls(blob["vectorizer"], blob["heads"], meta, places)
+        return cls(blob["vectorizer"], blob["heads"], meta, places, textmod.Tokenizer(words))
 
     # -- prediction ---------------------------------------------------------------
 

@@ -7,15 +7,15 @@ words, emoji and Weibo ``[表情]`` codes folded to two sentiment tokens
 (``emopos`` / ``emoneg``, every other emoji dropped), hotline speaker tags
 dropped, phone and ID numbers masked.
 
-``tokenize`` cuts the normalised text with jieba (HMM off: the user dictionary
-of the city's place names and the domain terms in ``data/terms.txt`` keeps the
-words that matter whole, and the character bigrams of ``features`` cover what
-the dictionary does not know).
+``Tokenizer`` cuts the normalised text with jieba (HMM off: a dictionary of the
+domain terms in ``data/terms.txt`` and the city's place names keeps the words
+that matter whole, and the character bigrams of ``features`` cover what the
+dictionary does not know). Each model has its own ``Tokenizer``, with the words
+it was trained with.
 
-``tokenize``, ``features`` and ``identity`` are module-level functions on
-purpose: a TfidfVectorizer that holds ``jieba.lcut`` (a bound method with an
-RLock) cannot be pickled, so a trained model refers to these by name and loads in
-any process.
+``identity`` is the vectorizer's analyzer, a module-level function on purpose: a
+TfidfVectorizer that holds a tokenizer method (jieba's holds an RLock) cannot be
+pickled, so a trained model makes its tokens itself and loads in any process.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 import unicodedata
+import weakref
 from collections.abc import Iterable
 from math import log
 from pathlib import Path
@@ -68,9 +69,6 @@ _STOP = frozenset("的 了 是 在 和 就 都 也 还 这 那 啊 吧 呢 吗 �
 # Punctuation carries little but "?" (咨询) and "!" (投诉, 表扬); both are kept.
 _KEEP_PUNCT = frozenset("?!")
 
-_user_words: set[str] = set()
-_lock = threading.Lock()
-_ready = False
 _t2s = None
 
 
@@ -158,65 +156,137 @@ def load_terms(path: Path = TERMS_FILE) -> list[str]:
     return out
 
 
-def _ensure_ready() -> None:
-    global _ready
-    if _ready:
-        return
-    with _lock:
-        if not _ready:
-            jieba.initialize()
-            _add(load_terms())
-            _ready = True
+_BASE: jieba.Tokenizer | None = None
+_built: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # words → their jieba Tokenizer
+_lock = threading.Lock()
 
 
-def _add(words: Iterable[str]) -> None:
+def _base() -> jieba.Tokenizer:
+    """jieba's packaged dictionary, loaded once per process (about a second) and never changed:
+    every model's dictionary starts as a copy of it."""
+    global _BASE
+    if _BASE is None:
+        base = jieba.Tokenizer()
+        base.initialize()
+        _BASE = base
+    return _BASE
+
+
+def _words(words: Iterable[str]) -> tuple[str, ...]:
+    """The words a dictionary can take, canonical and sorted: jieba weighs a word by the
+    dictionary it meets, so one order makes one dictionary wherever it is built."""
+    out = set()
     for w in words:
         w = clean(str(w)).strip()
-        if w and len(w) >= 2 and w not in _user_words and not _SPACE.search(w):
+        if len(w) >= 2 and not _SPACE.search(w):
+            out.add(w)
+    return tuple(sorted(out))
+
+
+def _build(words: tuple[str, ...]) -> jieba.Tokenizer:
+    """A jieba Tokenizer of its own: a copy of the base dictionary (the word strings are
+    shared, so a copy costs ~15 MB and ~10 ms, not another load) plus ``words``."""
+    with _lock:
+        if (dt := _built.get(words)) is not None:
+            return dt
+        base = _base()
+        dt = jieba.Tokenizer()
+        dt.FREQ, dt.total, dt.initialized = dict(base.FREQ), base.total, True
+        for w in words:
             # Enough weight to keep the word whole where it stands, not so much that
             # it swallows its neighbours' characters (降低保费 must not yield 低保).
-            jieba.add_word(w, freq=max(jieba.suggest_freq(w, False), 2000))
-            _user_words.add(w)
+            dt.add_word(w, freq=max(dt.suggest_freq(w, False), 2000))
+        _built[words] = dt
+        return dt
 
 
-def add_words(words: Iterable[str]) -> None:
-    """Teach jieba the city's place names and the domain's terms (one token each)."""
-    _ensure_ready()
-    with _lock:
-        _add(words)
+class Tokenizer:
+    """jieba's dictionary with one model's words (domain terms, place names), cut without HMM.
+
+    Each model has its own: jieba's global dictionary keeps every word anyone added, so two
+    models in one process (a replay over model versions) would cut as neither did when it
+    decided. Only the words are pickled; the dictionary is rebuilt from them on first use
+    and shared by every Tokenizer with the same words in the process.
+    """
+
+    def __init__(self, words: Iterable[str] = ()):
+        self.words = _words(words)
+        self._dt: jieba.Tokenizer | None = None
+
+    def __getstate__(self) -> dict:
+        return {"words": self.words}
+
+    def __setstate__(self, state: dict) -> None:
+        self.words, self._dt = tuple(state["words"]), None
+
+    @property
+    def jieba(self) -> jieba.Tokenizer:
+        """The jieba Tokenizer itself (its ``lcut(text, HMM=False)`` is what ``segment`` mirrors)."""
+        if self._dt is None:
+            self._dt = _build(self.words)
+        return self._dt
+
+    def segment(self, text: str) -> list[str]:
+        """``self.jieba.lcut(text, HMM=False)``, token for token, at about twice the speed.
+
+        The same dictionary, the same DAG and the same maximum-probability route; only the
+        Python around it is leaner (no generators, no DAG dict, no tuple ``max``).
+        ``tests/classify/test_text.py`` checks it against jieba on the corpus.
+        """
+        dt = self.jieba
+        freq, logtotal = dt.FREQ, log(dt.total)
+        out: list[str] = []
+        pos = 0
+        for m in _JIEBA_BLOCK.finditer(text):
+            if m.start() > pos:
+                out.extend(text[pos : m.start()])
+            _route(m.group(0), freq, logtotal, out)
+            pos = m.end()
+        if pos < len(text):
+            out.extend(text[pos:])
+        return out
+
+    def cut(self, normalised: str) -> list[str]:
+        """The words of text that is already ``normalise``d; stop words, numbers and
+        punctuation but ``?`` and ``!`` dropped."""
+        verdicts = _verdicts
+        out = []
+        for t in self.segment(normalised):
+            k = verdicts.get(t)
+            if k is None:
+                k = _keep(t)
+                if len(verdicts) < 200_000:
+                    verdicts[t] = k
+            if k:
+                out.append(t)
+        return out
+
+    def tokenize(self, text: str) -> list[str]:
+        """``normalise`` then ``cut``: the words of one message."""
+        return self.cut(normalise(text))
+
+    def features(self, normalised: str, chars: int = 0) -> list[str]:
+        """The vectorizer's input: the words, plus character n-grams (marked ``~``) when ``chars`` > 0."""
+        words = self.cut(normalised)
+        if chars:
+            words.extend(char_ngrams(normalised, chars, "~"))
+        return words
 
 
-def user_words() -> list[str]:
-    """Every word added to jieba's dictionary in this process (terms and place names)."""
-    return sorted(_user_words)
+_terms_only: Tokenizer | None = None
+
+
+def tokenize(text: str) -> list[str]:
+    """The words of one message with the domain terms only (no model's place names)."""
+    global _terms_only
+    if _terms_only is None:
+        _terms_only = Tokenizer(load_terms())
+    return _terms_only.tokenize(text)
 
 
 # jieba's own block pattern: runs of these are cut with the dictionary, every
 # other character stands alone.
 _JIEBA_BLOCK = re.compile("[\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+")
-
-
-def segment(text: str) -> list[str]:
-    """``jieba.lcut(text, HMM=False)``, token for token, at about twice the speed.
-
-    The same dictionary (``jieba.dt.FREQ``, user words included), the same DAG and
-    the same maximum-probability route; only the Python around it is leaner (no
-    generators, no DAG dict, no tuple ``max``). ``tests/classify/test_text.py``
-    checks it against jieba on the corpus.
-    """
-    _ensure_ready()
-    dt = jieba.dt
-    freq, logtotal = dt.FREQ, log(dt.total)
-    out: list[str] = []
-    pos = 0
-    for m in _JIEBA_BLOCK.finditer(text):
-        if m.start() > pos:
-            out.extend(text[pos : m.start()])
-        _route(m.group(0), freq, logtotal, out)
-        pos = m.end()
-    if pos < len(text):
-        out.extend(text[pos:])
-    return out
 
 
 def _route(s: str, freq: dict, logtotal: float, out: list[str]) -> None:
@@ -267,27 +337,6 @@ def _keep(t: str) -> bool:
     return t.strip(" *.-_,:;/\\'\"()[]{}<>~`|+#&%") != ""
 
 
-def cut(normalised: str) -> list[str]:
-    """jieba words (HMM off) of text that is already ``normalise``d; stop words, numbers and
-    punctuation but ``?`` and ``!`` dropped."""
-    verdicts = _verdicts
-    out = []
-    for t in segment(normalised):
-        k = verdicts.get(t)
-        if k is None:
-            k = _keep(t)
-            if len(verdicts) < 200_000:
-                verdicts[t] = k
-        if k:
-            out.append(t)
-    return out
-
-
-def tokenize(text: str) -> list[str]:
-    """``normalise`` then ``cut``: the words of one message."""
-    return cut(normalise(text))
-
-
 def char_ngrams(normalised: str, n: int = 2, mark: str = "") -> list[str]:
     """Character n-grams of the Chinese runs (each prefixed with ``mark``), for typos and words
     the dictionary lacks."""
@@ -295,14 +344,6 @@ def char_ngrams(normalised: str, n: int = 2, mark: str = "") -> list[str]:
     for run in _HAN_RUN.findall(normalised):
         out.extend([mark + run[i : i + n] for i in range(len(run) - n + 1)])
     return out
-
-
-def features(normalised: str, chars: int = 0) -> list[str]:
-    """The vectorizer's input: the words, plus character n-grams (marked ``~``) when ``chars`` > 0."""
-    words = cut(normalised)
-    if chars:
-        words.extend(char_ngrams(normalised, chars, "~"))
-    return words
 
 
 def identity(tokens: list[str]) -> list[str]:

@@ -15,7 +15,7 @@ from wenzheng.classify.model import (
     split_holdout,
 )
 from wenzheng.classify.places import PlaceResolver
-from wenzheng.classify.text import normalise, tokenize
+from wenzheng.classify.text import normalise
 from wenzheng.config import CATEGORIES, load
 
 TINY = [
@@ -37,7 +37,7 @@ def test_normalise_masks_and_halfwidths():
 def test_place_names_are_one_token():
     settings = load().settings
     model = Classifier.train(TINY, settings)
-    assert "唐江镇" in tokenize("南康区唐江镇的路灯坏了")
+    assert "唐江镇" in model.tokenizer.tokenize("南康区唐江镇的路灯坏了")
     (p,) = model.predict([{"text": "南康区唐江镇的路灯坏了"}])
     assert (p.jurisdiction, p.jurisdiction_source) == ("360703", "place:南康区")
 

@@ -1,5 +1,7 @@
 """Normalisation, the user dictionary and the segmenter, before any feature is made."""
 
+import pickle
+
 import jieba
 import pytest
 
@@ -11,9 +13,13 @@ from wenzheng.config import load
 
 @pytest.fixture(scope="module")
 def places():
-    resolver = PlaceResolver(load().settings)
-    T.add_words(resolver.words())
-    return resolver
+    return PlaceResolver(load().settings)
+
+
+@pytest.fixture(scope="module")
+def city(places):
+    """A model's tokenizer: the domain terms and the city's place names."""
+    return T.Tokenizer(T.load_terms() + places.words())
 
 
 @pytest.mark.parametrize(("raw", "want"), [
@@ -65,10 +71,11 @@ def test_domain_terms_are_one_token():
     assert "低保" not in T.tokenize("降低保费")
 
 
-def test_place_names_are_one_token(places):
-    assert "龙华乡" in T.tokenize("龙华乡的路灯坏了")  # the old rank of 龙华镇 is a word too
-    assert "唐江镇" in T.tokenize("南康区唐江镇的路灯坏了")
-    assert "于都县" in T.tokenize("於都縣的路燈壞了")  # traditional text meets the same words
+def test_place_names_are_one_token(places, city):
+    assert "龙华乡" in city.tokenize("龙华乡的路灯坏了")  # the old rank of 龙华镇 is a word too
+    assert "唐江镇" in city.tokenize("南康区唐江镇的路灯坏了")
+    assert "于都县" in city.tokenize("於都縣的路燈壞了")  # traditional text meets the same words
+    assert "唐江镇" not in T.tokenize("南康区唐江镇的路灯坏了")  # the terms-only tokenizer knows no places
     assert "高兴" not in places.words() and "解放" not in places.words()  # short aliases are not added
 
 
@@ -80,17 +87,26 @@ def test_terms_file_is_read_without_comments(tmp_path):
     assert len(T.load_terms()) >= 300
 
 
-def test_segment_is_jieba_without_hmm(places):
+def test_segment_is_jieba_without_hmm(city):
     texts = [r["text"] for r in read_labelled(corpus_files())[::7]]
     texts += ["ABC123 abc-def 3.5% C++ #tag", "", "  ", "中文English混合123测试", "𠀀罕见字"]
     for t in texts:
         for s in (t, T.normalise(t)):
-            assert T.segment(s) == jieba.lcut(s, HMM=False), s
+            assert city.segment(s) == city.jieba.lcut(s, HMM=False), s
+    assert T.Tokenizer().segment("南康区唐江镇") == jieba.lcut("南康区唐江镇", HMM=False)  # no words: jieba's own
+
+
+def test_tokenizers_with_the_same_words_share_one_dictionary_and_pickle_without_it(city):
+    again = T.Tokenizer(reversed([*city.words, "唐江镇"]))  # order and repeats do not matter
+    assert again.words == city.words and again.jieba is city.jieba
+    copy = pickle.loads(pickle.dumps(city))
+    assert len(pickle.dumps(city)) < 200_000 and copy.words == city.words and copy.jieba is city.jieba
 
 
 def test_char_ngrams_and_features():
     assert T.char_ngrams("路灯坏了 ok 停水", 2) == ["路灯", "灯坏", "坏了", "停水"]
-    feats = T.features("路灯坏了", 2)
+    tok = T.Tokenizer(T.load_terms())
+    feats = tok.features("路灯坏了", 2)
     assert "路灯" in feats and "~灯坏" in feats
-    assert T.features("路灯坏了", 0) == T.cut("路灯坏了")
+    assert tok.features("路灯坏了", 0) == tok.cut("路灯坏了") == T.tokenize("路灯坏了")
     assert T.identity(["a"]) == ["a"]
