@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from wenzheng.core import logs
-from wenzheng.core.command import Command, UsageError, parse_time
+from wenzheng.core.command import CONFIG_HELP, Command, UsageError, add_config_option, parse_time
+from wenzheng.core.registry import REGISTRY, resolve
 
 log = logging.getLogger("wenzheng")
 
@@ -29,11 +30,13 @@ class Up(Command):
         p.add_argument("--demo", action="store_true", help="feed realistic sample traffic and show a live summary")
         p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
         p.add_argument("--rate", type=float, default=2.0, help="demo messages per second")
+        p.add_argument("--port", type=int, default=None,
+                       help="first HTTP port (default http.port); each stage adds its offset; 0: free ports")
 
     def execute(self, args):
         from .up import run_up
 
-        return run_up(_config(args), demo=args.demo, duration=args.duration, rate=args.rate)
+        return run_up(_config(args), demo=args.demo, duration=args.duration, rate=args.rate, port=args.port)
 
 
 class Broker(Command):
@@ -59,22 +62,38 @@ class Broker(Command):
 
 
 class Worker(Command):
-    name, help = "worker", "one long-lived stage: ingest, classify, route or ledger"
+    name, help = "worker", "one long-lived stage of the registry: ingest, classify, route, ledger, or a plugin's"
 
     def configure(self, p):
-        p.add_argument("stage", choices=["ingest", "classify", "route", "ledger"])
+        p.add_argument("stage", metavar="STAGE", help="ingest, classify, route or ledger (see `wenzheng topology`)")
         p.add_argument("--port", type=int, default=None,
-                       help="HTTP port (default: http.port + 0/1/2/3; 0 picks a free one)")
+                       help="HTTP port (default: http.port + the stage's offset; 0 picks a free one)")
         p.add_argument("--model", default=None, help="classify: model directory (default: config, else baseline)")
 
     def execute(self, args):
         from .workers import run
 
         config = _config(args)
+        if args.stage not in REGISTRY.stages:
+            raise UsageError(f"unknown stage {args.stage!r} (one of {', '.join(REGISTRY.stages)})")
         if not config.settings.kafka.bootstrap_servers:
             raise UsageError("no Kafka configured: set kafka.bootstrap_servers or WENZHENG_BOOTSTRAP_SERVERS "
                              "(`wenzheng broker` runs the embedded one)")
         return run(config, args.stage, args.port, args.model)
+
+
+class Topology(Command):
+    name, help = "topology", "the pipeline as the registry declares it: stages, topics, channels, HTTP routes"
+
+    def configure(self, p):
+        p.add_argument("--json", action="store_true", help="as JSON")
+
+    def execute(self, args):
+        from .topology import render
+
+        config = _config(args)
+        print(render(config, as_json=args.json))
+        return 0
 
 
 class Classify(Command):
@@ -105,7 +124,10 @@ class Classify(Command):
                 if not isinstance(row, dict) or not str(row.get("text") or "").strip():
                     raise UsageError(f"{args.input}:{n}: needs an object with `text`")
                 rows.append(row)
-            model = load_model(config.settings, args.model)
+            try:
+                model = load_model(config.settings, args.model)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
             if args.output == "-":
                 dst = sys.stdout
                 if hasattr(dst, "reconfigure"):
@@ -194,9 +216,8 @@ class ModelCmd(Command):
         promote = sub.add_parser("promote", help="make DIR the model every classify worker uses")
         promote.add_argument("dir")
         promote.add_argument("--note", default="")
-        promote.add_argument("--config", default=None)
-        current = sub.add_parser("current", help="the promoted model")
-        current.add_argument("--config", default=None)
+        add_config_option(promote)
+        add_config_option(sub.add_parser("current", help="the promoted model"))
 
     def execute(self, args):
         from wenzheng.classify import registry
@@ -260,11 +281,11 @@ class ConfigCmd(Command):
 
     def configure(self, p):
         sub = p.add_subparsers(dest="action", required=True)
-        check = sub.add_parser("check", help="validate and summarise the configuration")
-        check.add_argument("--config", default=None, help="configuration directory (default: 赣州市)")
+        add_config_option(sub.add_parser("check", help="validate and summarise the configuration"))
         city = sub.add_parser("city", help="a configuration directory for any prefecture-level city")
         city.add_argument("name")
         city.add_argument("--out", required=True)
+        add_config_option(city)
 
     def execute(self, args):
         if args.action == "check":
@@ -297,8 +318,20 @@ class ConfigCmd(Command):
         (out / "city.yaml").write_text("city:\n  case_prefix: WZ\n  timezone: Asia/Shanghai\n", encoding="utf-8")
         write_yaml(data, out / "gazetteer.yaml")
         _retarget_offices(out, data["city"]["code"])
+        _own_state(out, data["city"]["code"])
         print(f"wrote {out} for {data['city']['name']} ({len(data['jurisdictions'])} county-level divisions)")
         return 0
+
+
+def _own_state(out: Path, city_code: str) -> None:
+    """A second city must not share the first one's state, ledger or drop folder."""
+    for name, old, new in (("runtime.yaml", "dir: var/state", f"dir: var/{city_code}/state"),
+                           ("channels.yaml", "drop_dir: var/hotline", f"drop_dir: var/{city_code}/hotline")):
+        path = out / name
+        text = path.read_text(encoding="utf-8")
+        if old not in text:
+            raise UsageError(f"{path}: expected `{old}` to rewrite for the new city")
+        path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def _retarget_offices(out: Path, city_code: str) -> None:
@@ -325,27 +358,22 @@ def _retarget_offices(out: Path, city_code: str) -> None:
 def _read(reader, paths):
     try:
         return reader(paths)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise UsageError(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)) from None
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _sink_commands() -> list[Command]:
-    from wenzheng.sinks.api import CaseCommand
-    from wenzheng.sinks.period_report import ReportCommand
-
-    return [CaseCommand(), ReportCommand()]
-
-
-COMMANDS = [Up(), Broker(), Worker(), Classify(), Train(), Evaluate(), ModelCmd(), Replay(), ConfigCmd()]
-
-
+COMMANDS = [Up(), Broker(), Worker(), Topology(), Classify(), Train(), Evaluate(), ModelCmd(), Replay(), ConfigCmd()]
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wenzheng", description="问政 intake: classify and route citizens' messages")
     p.add_argument("--log-level", default=os.environ.get("WENZHENG_LOG_LEVEL", "INFO"))
+    p.add_argument("--config", default=None, help=CONFIG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
-    for cmd in [*COMMANDS, *_sink_commands()]:  # the sinks' commands import this module
-        sp = sub.add_parser(cmd.name, help=cmd.help)
-        sp.add_argument("--config", default=None, help="configuration directory (default: 赣州市)")
+    commands = [*COMMANDS, *(resolve(c)() for c in REGISTRY.load().commands)]
+    for cmd in commands:
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        add_config_option(sp)
         cmd.configure(sp)
         sp.set_defaults(cmd=cmd)
     return p
@@ -360,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.cmd.execute(args)
     except (UsageError, ConfigError) as exc:
         print(f"wenzheng {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file named on the command line: missing, a folder, not readable
+        if exc.filename is None:
+            raise
+        print(f"wenzheng {args.command}: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -84,6 +84,8 @@ class Feeder:
         from wenzheng.ingest.fakes.wechat import PushClient, text_xml
 
         self.drop.mkdir(parents=True, exist_ok=True)
+        for old in self.drop.glob("DEMO-*.json"):  # an earlier demo's calls: a new broker would take them again
+            old.unlink(missing_ok=True)
         push = PushClient(self.wechat_url, DEMO_TOKEN, DEMO_APPID, DEMO_AES_KEY)
         run = time.strftime("%Y%m%d%H%M%S")
         for i, row in enumerate(samples()):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,25 +17,27 @@ from pathlib import Path
 
 from kafka import TopicPartition
 
-from wenzheng.config import LoadedConfig
+from wenzheng.config import LoadedConfig, load
+from wenzheng.core.command import UsageError
 from wenzheng.core.kafka import consumer as make_consumer
+from wenzheng.core.registry import REGISTRY
 from wenzheng.core.runtime import Runtime
 
-from .broker import EmbeddedBroker
-from .workers import STAGES, default_port, load_model
+from .broker import EmbeddedBroker, free_port
+from .workers import default_port, load_model
 
 log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    def __init__(self, config: LoadedConfig, env: dict[str, str], log_dir: Path | None):
-        self.config, self.env, self.log_dir = config, env, log_dir
+    def __init__(self, config: LoadedConfig, env: dict[str, str], log_dir: Path | None, ports: dict[str, int]):
+        self.config, self.env, self.log_dir, self.ports = config, env, log_dir, ports
         self.procs: dict[str, subprocess.Popen] = {}
         self.restarts: Counter[str] = Counter()
         self.stopping = False
 
     def spawn(self, kind: str) -> None:
-        cmd = [sys.executable, "-m", "wenzheng.app", "worker", kind, "--port", str(default_port(self.config, kind))]
+        cmd = [sys.executable, "-m", "wenzheng.app", "worker", kind, "--port", str(self.ports[kind])]
         if self.config.directory:
             cmd += ["--config", str(self.config.directory)]
         out = open(self.log_dir / f"{kind}.log", "ab") if self.log_dir else None  # noqa: SIM115
@@ -124,6 +127,15 @@ class Summary:
                              f"   (repeats merged {n['messages'] - n['cases']})")
             except Exception:  # noqa: BLE001
                 pass
+        if self.ledger:
+            try:
+                latest = self.ledger.latest(5)
+            except Exception:  # noqa: BLE001 — the ledger worker may not have made its tables yet
+                latest = []
+            if latest:
+                lines.append("  latest cases (try `wenzheng case show <no>`):")
+                lines += [f"    {c['tracking_no']}  {c['status']:8s} {c['office_name'] or ''}  {c['category'] or ''}"
+                          for c in latest]
         if self.first_routed_at:
             lines.append(f"  first routed case after {self.first_routed_at - started:.1f}s")
         for topic, n in sorted(offices.items(), key=lambda kv: -kv[1])[:10]:
@@ -132,79 +144,105 @@ class Summary:
         return "\n".join(lines)
 
 
-def _check_ports(config: LoadedConfig) -> None:
-    import socket
-
-    from wenzheng.core.command import UsageError
-
-    for kind in STAGES:
-        port = default_port(config, kind)
+def plan_ports(config: LoadedConfig, base: int | None) -> dict[str, int]:
+    """Each stage's HTTP port: ``base`` (default ``http.port``) plus its registry offset, or
+    with base 0, free ports picked now. A port in use is one line, not a traceback."""
+    host = config.settings.http.host
+    if base == 0:
+        return {spec.name: free_port(host) for spec in REGISTRY.ordered_stages()}
+    ports = {spec.name: default_port(config, spec.name, base) for spec in REGISTRY.ordered_stages()}
+    for kind, port in ports.items():
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the workers bind: TIME_WAIT is no obstacle
             try:
-                s.bind((config.settings.http.host, port))
+                s.bind((host, port))
             except OSError:
-                raise UsageError(f"port {port} ({kind} worker's HTTP) is in use: set http.port in the config") from None
+                raise UsageError(f"port {port} ({kind} worker's HTTP) is in use: "
+                                 "give --port BASE, --port 0 for free ports, or set http.port") from None
+    return ports
 
 
-def run_up(config: LoadedConfig, demo: bool = False, duration: float | None = None, rate: float = 2.0) -> int:
-    started = time.time()
-    _check_ports(config)
-    if demo:
-        from wenzheng.config import load
+class Up:
+    """One ``wenzheng up``: the broker (unless configured), every stage of the registry as a
+    supervised process, and with ``--demo`` sample traffic and a live summary."""
 
-        from .demo import demo_config
+    def __init__(self, config: LoadedConfig, *, demo: bool, duration: float | None, rate: float,
+                 port: int | None):
+        self.started = time.time()
+        self.ports = plan_ports(config, port)
+        if demo:
+            from .demo import demo_config
 
-        state = Path(config.settings.state.dir).expanduser()
-        config = load(demo_config(config.directory, state / "demo-config"))
-    state = Path(config.settings.state.dir).expanduser()
-    state.mkdir(parents=True, exist_ok=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    broker = None
-    bootstrap = list(config.settings.kafka.bootstrap_servers)
-    if not bootstrap:
-        broker = EmbeddedBroker(log_file=state / "broker.log").start()
-        bootstrap = [broker.bootstrap]
-        print(f"embedded broker on {broker.bootstrap} (memory only: stopping it loses every topic)", flush=True)
-    sup = None
-    try:
-        runtime = Runtime(config, bootstrap).connect()
-        load_model(runtime)  # train/cache the baseline once, before the workers start
-        env = dict(os.environ, WENZHENG_BOOTSTRAP_SERVERS=",".join(bootstrap), PYTHONUNBUFFERED="1")
-        log_dir = state / "logs" if demo else None
+            config = load(demo_config(config.directory, Path(config.settings.state.dir).expanduser() / "demo-config"))
+        self.config, self.demo, self.duration, self.rate = config, demo, duration, rate
+        self.state = Path(config.settings.state.dir).expanduser()
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.stop = threading.Event()
+        self.broker: EmbeddedBroker | None = None
+        self.sup: Supervisor | None = None
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop.set())
+        try:
+            runtime = Runtime(self.config, self._bootstrap()).connect()
+            load_model(runtime)  # train/cache the baseline once, before the workers start
+            self._start_workers(runtime)
+            self._loop(Summary(runtime) if self.demo else None)
+        finally:
+            if self.sup:
+                self.sup.stop()
+            if self.broker:
+                self.broker.stop()
+        return 0
+
+    def _bootstrap(self) -> list[str]:
+        bootstrap = list(self.config.settings.kafka.bootstrap_servers)
+        if not bootstrap:
+            self.broker = EmbeddedBroker(log_file=self.state / "broker.log").start()
+            bootstrap = [self.broker.bootstrap]
+            print(f"embedded broker on {self.broker.bootstrap} (memory only: stopping it loses every topic)",
+                  flush=True)
+        return bootstrap
+
+    def _start_workers(self, runtime: Runtime) -> None:
+        env = dict(os.environ, WENZHENG_BOOTSTRAP_SERVERS=",".join(runtime.bootstrap), PYTHONUNBUFFERED="1")
+        log_dir = self.state / "logs" if self.demo else None
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
             print(f"worker logs in {log_dir}/", flush=True)
-        sup = Supervisor(config, env, log_dir)
-        for kind in STAGES:
-            sup.spawn(kind)
-        summary = Summary(runtime) if demo else None
-        if demo:
+        self.sup = Supervisor(self.config, env, log_dir, self.ports)
+        host = self.config.settings.http.host
+        for kind, port in self.ports.items():
+            self.sup.spawn(kind)
+            print(f"  {kind:10s} http://{host}:{port}/healthz", flush=True)
+        if self.demo:
             from .demo import Feeder
 
-            feeder = Feeder(config.settings, default_port(config, "ingest"))
-            threading.Thread(target=feeder.run, args=(stop, rate), daemon=True, name="demo-feed").start()
+            feeder = Feeder(self.config.settings, self.ports["ingest"])
+            threading.Thread(target=feeder.run, args=(self.stop, self.rate), daemon=True, name="demo-feed").start()
+
+    def _loop(self, summary: Summary | None) -> None:
         last_print = 0.0
         tty = sys.stdout.isatty()
-        while not stop.is_set():
-            if duration and time.time() - started > duration:
+        while not self.stop.is_set():
+            if self.duration and time.time() - self.started > self.duration:
                 break
-            sup.watch()
+            assert self.sup is not None
+            self.sup.watch()
             if summary:
                 summary.update()
                 if time.time() - last_print >= (2 if tty else 10):
-                    text = summary.render(started)
+                    text = summary.render(self.started)
                     print(("\x1b[2J\x1b[H" + text) if tty else text + "\n", flush=True)
                     last_print = time.time()
-            stop.wait(0.5)
+            self.stop.wait(0.5)
         if summary:
             summary.update()
-            print(summary.render(started), flush=True)
+            print(summary.render(self.started), flush=True)
             summary.close()
-    finally:
-        if sup:
-            sup.stop()
-        if broker:
-            broker.stop()
-    return 0
+
+
+def run_up(config: LoadedConfig, demo: bool = False, duration: float | None = None, rate: float = 2.0,
+           port: int | None = None) -> int:
+    return Up(config, demo=demo, duration=duration, rate=rate, port=port).run()

@@ -1,4 +1,4 @@
-"""Start one stage as a long-lived service: `wenzheng worker ingest|classify|route`."""
+"""Start one stage as a long-lived service: `wenzheng worker <stage>`, any stage in the registry."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import logging
 import signal
 
 from wenzheng.config import LoadedConfig
+from wenzheng.core.registry import REGISTRY, resolve
 from wenzheng.core.runtime import Runtime
 from wenzheng.core.service import Service
+from wenzheng.core.stage import Stage, StageWorker
 
 log = logging.getLogger(__name__)
-
-STAGES = ("ingest", "classify", "route", "ledger")
 
 
 def load_model(runtime_or_settings, model_dir: str | None = None):
@@ -21,38 +21,24 @@ def load_model(runtime_or_settings, model_dir: str | None = None):
     return load_current(getattr(runtime_or_settings, "settings", runtime_or_settings), model_dir)
 
 
-def default_port(config: LoadedConfig, kind: str) -> int:
-    return config.settings.http.port + STAGES.index(kind)
+def default_port(config: LoadedConfig, kind: str, base: int | None = None) -> int:
+    """``http.port`` (or ``base``) plus the stage's offset from the registry; 0 stays 0 (a free port)."""
+    base = config.settings.http.port if base is None else base
+    return 0 if base == 0 else base + (REGISTRY.stage(kind).port_offset or 0)
+
+
+def make_worker(runtime: Runtime, kind: str):
+    """The registry's factory for ``kind``; a topic-to-topic Stage gets the standard StageWorker."""
+    made = resolve(REGISTRY.stage(kind).factory)(runtime)
+    return StageWorker(runtime, made) if isinstance(made, Stage) else made
 
 
 def run(config: LoadedConfig, kind: str, port: int | None = None, model_dir: str | None = None) -> int:
     runtime = Runtime(config).connect()
-    if kind == "ingest":
-        from wenzheng.ingest.worker import IngestWorker
-
-        worker = IngestWorker(runtime)
-        health = worker.health
-    else:
-        from wenzheng.core.stage import StageWorker
-
-        if kind == "classify":
-            from wenzheng.classify.registry import ModelFollower
-            from wenzheng.classify.stage import ClassifyStage
-
-            stage = ClassifyStage(runtime, ModelFollower(runtime.settings, pinned=model_dir))
-        elif kind == "route":
-            from wenzheng.route.stage import RouteStage
-
-            stage = RouteStage(runtime)
-        else:
-            from wenzheng.sinks.stage import LedgerStage
-
-            stage = LedgerStage(runtime)
-        worker = StageWorker(runtime, stage)
-
-        def health() -> dict:
-            return {"processed": worker.processed, "last_batch_at": worker.last_batch_at, **stage.health()}
-
+    if model_dir:
+        runtime.options["model"] = model_dir
+    worker = make_worker(runtime, kind)
+    health = worker.health
     service = Service(config.settings.http.host, default_port(config, kind) if port is None else port, kind)
     service.health = health
     for method, prefix, handler in worker.routes():

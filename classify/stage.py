@@ -10,6 +10,11 @@ from .model import Classifier
 from .registry import ModelFollower
 
 
+def make(runtime) -> ClassifyStage:
+    """The registry's factory: follows the promoted model unless ``--model`` pins one."""
+    return ClassifyStage(runtime, ModelFollower(runtime.settings, pinned=runtime.options.get("model")))
+
+
 class ClassifyStage(Stage):
     name = "classify"
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
+from wenzheng.core.registry import REGISTRY
+
 from .schema import Settings
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ def load(directory: str | Path | None = None, env: dict[str, str] | None = None)
         raw.setdefault("kafka", {})
         raw["kafka"] = {**raw["kafka"], "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()]}
         sources.setdefault("kafka", Path(f"${ENV_BOOTSTRAP}"))
+    _load_plugins(raw.get("plugins") or [], sources.get("plugins", directory))
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
@@ -129,7 +132,9 @@ def load_snapshot(state_dir: str | Path, digest: str) -> LoadedConfig:
         what = "no" if not found else "more than one"
         raise ConfigError(d, "", f"{what} configuration snapshot {digest!r} (kept when a route worker starts)")
     try:
-        settings = Settings.model_validate(json.loads(found[0].read_text(encoding="utf-8")))
+        data = json.loads(found[0].read_text(encoding="utf-8"))
+        _load_plugins(data.get("plugins") or [], found[0])
+        settings = Settings.model_validate(data)
     except (ValueError, ValidationError) as exc:
         raise ConfigError(found[0], "", f"not a configuration snapshot: {_one_line(exc)}") from None
     if (actual := _digest(settings)) != found[0].stem:
@@ -196,3 +201,13 @@ def _check_references(settings: Settings, sources: dict[str, Path], directory: P
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+def _load_plugins(plugins: list, file: Path) -> None:
+    """A configuration's plugin modules register their channels before the channels are validated."""
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(file, "plugins", "a list of module names")
+    try:
+        REGISTRY.load(plugins)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(file, "plugins", f"cannot load: {_one_line(exc)}") from None

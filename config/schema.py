@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from wenzheng.core.registry import REGISTRY, resolve
 
 #: The twelve category codes of the contract (CONTRACT.md §4). Stable: never rename.
 CATEGORIES: tuple[str, ...] = (
@@ -64,8 +67,18 @@ class City(Model):
     province: str = ""
     aliases: list[str] = []
     timezone: str = "Asia/Shanghai"
+    """An IANA time zone: office hours and deadlines are counted in it."""
     case_prefix: str = "WZ"
     """Prefix of the tracking numbers citizens read out on the phone (GZ20261122-000123)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
 
 
 # --- offices -----------------------------------------------------------------
@@ -283,10 +296,25 @@ class WebFormChannel(Model):
 
 
 class Channels(Model):
+    """The built-in channels' sections; a plugin channel's section is validated by the
+    settings model its registry entry names (see wenzheng.core.registry)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
     hotline: HotlineChannel = HotlineChannel()
     wechat: WeChatChannel = WeChatChannel()
     weibo: WeiboChannel = WeiboChannel()
     webform: WebFormChannel = WebFormChannel()
+
+    @model_validator(mode="after")
+    def _plugin_sections(self) -> Channels:
+        extra = self.__pydantic_extra__ or {}
+        specs = {spec.key: spec for spec in REGISTRY.load().channels.values() if spec.settings}
+        for key, value in extra.items():
+            if key not in specs:
+                known = sorted({*type(self).model_fields, *specs})
+                raise ValueError(f"unknown channel {key!r} (one of {', '.join(known)})")
+            extra[key] = resolve(specs[key].settings).model_validate(value or {})
+        return self
 
 
 # --- runtime -----------------------------------------------------------------
@@ -357,3 +385,5 @@ class Settings(Model):
     ledger: LedgerSettings = LedgerSettings()
     classifier: ClassifierSettings = ClassifierSettings()
     privacy: PrivacySettings = PrivacySettings()
+    plugins: list[str] = []
+    """Python modules with a ``register(registry)`` that add channels, stages, sinks or commands."""

@@ -24,6 +24,16 @@ class Command:
         raise NotImplementedError
 
 
+CONFIG_HELP = "configuration directory (default: the packaged 赣州市)"
+
+
+def add_config_option(p: argparse.ArgumentParser) -> None:
+    """``--config`` is taken before or after any (sub)command; SUPPRESS keeps a later
+    parser's default from overwriting a value given earlier. A command that makes
+    sub-subcommands calls this on each of them."""
+    p.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+
+
 def parse_time(value: str) -> datetime:
     """A command-line time: an ISO date or date-time, e.g. 2026-03-01 or 2026-03-01T08:00+08:00."""
     try:

@@ -6,7 +6,7 @@ One citizen message, whatever channel it came through::
       "schema": "wenzheng.core.envelope/1",
       "id": "hotline:GZ12345-20261122-000123",   # channel + the source's own id;
                                                  # the Kafka key and the idempotency key
-      "channel": "hotline",                      # hotline | wechat | weibo | webform | open311
+      "channel": "hotline",                      # a channel of the registry: hotline | wechat | weibo | webform | open311 | …
       "account": "12345",                        # which account/line/form received it
       "source_id": "GZ12345-20261122-000123",
       "posted_at": "2026-11-22T09:15:03+08:00",  # when the citizen sent it (Asia/Shanghai)
@@ -35,10 +35,10 @@ import orjson
 
 from .errors import BadMessage
 from .privacy import mask_text
+from .registry import REGISTRY
 
 SCHEMA = "wenzheng.core.envelope/1"
 TZ = ZoneInfo("Asia/Shanghai")
-CHANNELS = ("hotline", "wechat", "weibo", "webform", "open311")
 REQUIRED = ("id", "channel", "source_id", "posted_at", "received_at", "text")
 
 
@@ -72,7 +72,7 @@ def make(
     raw: dict | None = None,
 ) -> dict[str, Any]:
     """A new intake envelope (unmasked: for ``wz.intake`` only)."""
-    if channel not in CHANNELS:
+    if channel not in REGISTRY.channel_names():
         raise BadMessage(f"unknown channel {channel!r}")
     if not str(source_id).strip():
         raise BadMessage("message has no source id")
@@ -123,7 +123,7 @@ def validate(env: Any) -> dict[str, Any]:
     missing = [f for f in REQUIRED if not env.get(f)]
     if missing:
         raise BadMessage(f"envelope lacks {', '.join(missing)}")
-    if env["channel"] not in CHANNELS:
+    if env["channel"] not in REGISTRY.channel_names():
         raise BadMessage(f"unknown channel {env['channel']!r}")
     return env
 

@@ -31,6 +31,8 @@ class Runtime:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.offices = config.offices
         self.cluster_id: str | None = None
+        self.options: dict[str, str] = {}
+        """Command-line options for the stage this process runs (e.g. ``model`` for classify)."""
 
     @property
     def bootstrap(self) -> list[str]:

@@ -18,7 +18,6 @@ committed, the consumer leaves its group, and the worker exits.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -92,9 +91,8 @@ class StageWorker:
         self.last_batch_at: float | None = None
         self._stopped = threading.Event()
 
-    def install_signal_handlers(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.stop())
+    def health(self) -> dict:
+        return {"processed": self.processed, "last_batch_at": self.last_batch_at, **self.stage.health()}
 
     def routes(self) -> list:
         return self.stage.routes()

@@ -177,12 +177,8 @@ class WebFormConnector(Connector):
 
     @classmethod
     def from_config(cls, runtime, make_publisher):
-        """The poller when ``base_url`` is set, and the Open311 push connector when ``open311`` is on:
-        both live under ``channels.webform``, the one config section the worker registers them by."""
-        from .open311 import Open311Connector
-
-        made = [cls(runtime, make_publisher("webform"), "webform")] if runtime.settings.channels.webform.base_url else []
-        return made + Open311Connector.from_config(runtime, make_publisher)
+        """The poller (registered to run only when ``base_url`` is set; Open311 is a channel of its own)."""
+        return [cls(runtime, make_publisher("webform"), "webform")]
 
     # --- poll ------------------------------------------------------------------------
 

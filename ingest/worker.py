@@ -1,5 +1,5 @@
-"""The ingest worker: every enabled connector on an APScheduler schedule, and the
-push channels' HTTP routes on the worker's service."""
+"""The ingest worker: every enabled channel of the registry on an APScheduler
+schedule, and the push channels' HTTP routes on the worker's service."""
 
 from __future__ import annotations
 
@@ -13,23 +13,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from wenzheng.core.delivery import Publisher
 from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.registry import REGISTRY, resolve
 from wenzheng.core.runtime import Runtime
 
 from .base import Connector
-from .hotline import HotlineConnector
-from .webform import WebFormConnector
-from .wechat import WeChatConnector
-from .weibo import WeiboConnector
 
 log = logging.getLogger(__name__)
-
-#: channel name (its section under ``channels`` in the config) → connector class
-CONNECTORS: dict[str, type[Connector]] = {
-    "hotline": HotlineConnector,
-    "wechat": WeChatConnector,
-    "weibo": WeiboConnector,
-    "webform": WebFormConnector,  # and Open311 (channels.webform.open311)
-}
 
 
 class IngestWorker:
@@ -44,9 +33,9 @@ class IngestWorker:
         def make_publisher(name: str) -> Publisher:
             return Publisher(runtime.settings, self.producer, runtime.journal, f"ingest.{name}")
 
-        for channel, cls in CONNECTORS.items():
-            if getattr(channels, channel).enabled:
-                self.connectors.extend(cls.from_config(runtime, make_publisher))
+        for spec in REGISTRY.load(runtime.settings.plugins).channels.values():
+            if spec.is_enabled(channels):
+                self.connectors.extend(resolve(spec.connector).from_config(runtime, make_publisher))
         self.scheduler = BackgroundScheduler(timezone=runtime.settings.city.timezone,
                                              executors={"default": ThreadPoolExecutor(poll_threads)})
         self._stop = threading.Event()

@@ -384,6 +384,13 @@ class Ledger:
             "status": r.status, "satisfaction": r.satisfaction, "duplicates": max(0, len(message_ids) - 1),
         }
 
+    def latest(self, n: int = 5) -> list[dict]:
+        """The newest cases' tracking numbers, offices and categories (for ``up --demo``'s summary)."""
+        cols = (cases_t.c.tracking_no, cases_t.c.office_name, cases_t.c.category, cases_t.c.status)
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(*cols).order_by(cases_t.c.id.desc()).limit(n)).all()
+        return [dict(r._mapping) for r in rows]
+
     def counts(self) -> dict:
         with self.engine.connect() as db:
             return {"cases": db.execute(sa.select(sa.func.count()).select_from(cases_t)).scalar_one(),
