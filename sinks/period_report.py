@@ -24,6 +24,7 @@ import base64
 import csv
 import html
 import io
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -40,6 +41,7 @@ CATEGORY_NAMES = {
     "unknown": "未分类",
 }
 FIELDS = ("received", "messages", "replied", "on_time", "overdue", "rated", "satisfaction_sum")
+LABEL = 44  # terminal columns of the name (code) column
 
 
 @dataclass
@@ -103,7 +105,7 @@ class Report:
     overdue: list[dict] = field(default_factory=list)
 
     def table(self) -> str:
-        head = f"{'':34} {'received':>8} {'replied':>8} {'rate':>6} {'on time':>8} {'rate':>6} {'overdue':>8} {'satisf.':>7}"
+        head = f"{'':{LABEL}} {'received':>8} {'replied':>8} {'rate':>6} {'on time':>8} {'rate':>6} {'overdue':>8} {'satisf.':>7}"
         lines = [f"cases received {self.start:%Y-%m-%d} – {self.end - timedelta(seconds=1):%Y-%m-%d}, "
                  f"as of {self.now:%Y-%m-%d %H:%M}", "", "by office", head]
         for rows in (self.offices, self.categories):
@@ -112,8 +114,11 @@ class Report:
             for r in sorted(rows.values(), key=lambda r: (-r.received, r.key)):
                 lines.append(_line(r))
         lines += ["", _line(self.total), "", f"overdue: {len(self.overdue)}"]
-        for o in self.overdue[:50]:
-            lines.append(f"  {o['tracking_no']}  {o['office_name'] or o['office_id']}  due {o['answer_due']:%m-%d %H:%M}  {o['status']}")
+        shown = self.overdue[:50]
+        width = max((display_width(o["office_name"] or o["office_id"]) for o in shown), default=0)
+        for o in shown:
+            office = pad(o["office_name"] or o["office_id"], width)
+            lines.append(f"  {o['tracking_no']}  {office}  due {o['answer_due']:%m-%d %H:%M}  {o['status']}")
         if len(self.overdue) > 50:
             lines.append(f"  … and {len(self.overdue) - 50} more (see --csv / --html)")
         return "\n".join(lines)
@@ -261,6 +266,27 @@ def _line(r: Row) -> str:
 
     sat = f"{r.satisfaction:7.2f}" if r.satisfaction is not None else f"{'–':>7}"
     label = f"{r.name} ({r.key})" if r.name != r.key else r.key
-    return (f"{label[:34]:34} {r.received:8d} {r.replied:8d} {pct(r.reply_rate)} {r.on_time:8d} "
+    return (f"{pad(label, LABEL)} {r.received:8d} {r.replied:8d} {pct(r.reply_rate)} {r.on_time:8d} "
             f"{pct(r.on_time_rate)} {r.overdue:8d} {sat}")
+
+
+def _columns(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    """Terminal columns of ``text``: a Chinese character takes two, which ``len`` and ``:34``
+    padding count as one."""
+    return sum(map(_columns, text))
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` terminal columns, then padded with spaces to exactly that."""
+    used = 0
+    for i, ch in enumerate(text):
+        if used + _columns(ch) > width:
+            text = text[:i]
+            break
+        used += _columns(ch)
+    return text + " " * (width - used)
 

@@ -4,7 +4,7 @@ import csv
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from wenzheng.sinks.period_report import build, period
+from wenzheng.sinks.period_report import build, display_width, pad, period
 
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 10, 12, 9, tzinfo=SH)
@@ -60,3 +60,24 @@ def test_figures_add_up(tmp_path):
 def test_period_from_to_is_inclusive():
     start, end = period(None, "2026-10-01", "2026-10-07", SH)
     assert end - start == timedelta(days=7)
+
+
+def test_the_text_table_lines_up_in_a_terminal():
+    """Chinese characters take two columns: padding by characters pushed every row with a
+    Chinese name out of line with the header and the code-only rows."""
+    rep = build(CASES + [case(7, "360703-cgj", "public_safety_x")], *period("2026-10", None, None, SH), NOW)
+    lines = rep.table().splitlines()
+    table = lines[lines.index("by office") + 1 : lines.index("overdue: 3")]
+    table = [line for line in table if line and line != "by category"]  # headers, rows and the total
+    assert any("南康区城市管理局 (360703-cgj)" in line for line in table)
+    assert any(line.startswith("public_safety_x ") for line in table)  # a code without a name
+    assert {display_width(line) for line in table} == {display_width(table[0])}
+    overdue = [line for line in lines if line.startswith("  GZ")]
+    assert len({display_width(line[: line.index(" due ")]) for line in overdue}) == 1
+
+
+def test_pad_counts_wide_characters_twice_and_cuts_within_the_width():
+    assert display_width("城管 ok") == 7 and display_width("ＡＢ") == 4
+    assert pad("城管", 6) == "城管  " and pad("ab", 3) == "ab "
+    assert pad("城市管理局", 5) == "城市 " and display_width(pad("城市管理局", 5)) == 5
+    assert pad("", 2) == "  "
