@@ -105,9 +105,11 @@ def load(directory: str | Path | None = None, env: dict[str, str] | None = None)
 
 
 def _digest(settings: Settings) -> str:
-    return hashlib.sha256(
-        json.dumps(settings.model_dump(mode="json"), sort_keys=True, ensure_ascii=False).encode()
-    ).hexdigest()
+    return _hash(settings.model_dump(mode="json"))
+
+
+def _hash(doc: dict) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def snapshot(config: LoadedConfig, state_dir: str | Path) -> Path:
@@ -137,7 +139,9 @@ def load_snapshot(state_dir: str | Path, digest: str) -> LoadedConfig:
         settings = Settings.model_validate(data)
     except (ValueError, ValidationError) as exc:
         raise ConfigError(found[0], "", f"not a configuration snapshot: {_one_line(exc)}") from None
-    if (actual := _digest(settings)) != found[0].stem:
+    # The file as it was written, not the settings read back: a section added to the schema
+    # since (categories …) comes in with its default and must not make the snapshot look edited.
+    if (actual := _hash(data)) != found[0].stem:
         raise ConfigError(found[0], "", f"hashes to {actual[:12]}, not {found[0].stem[:12]} (edited?)")
     return LoadedConfig(settings, d, {}, actual)
 

@@ -8,6 +8,8 @@ a default where one makes sense and a one-line docstring under it.
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from wenzheng.core.registry import REGISTRY, resolve
 
-#: The twelve category codes of the contract (CONTRACT.md §4). Stable: never rename.
+#: The twelve category codes. Fixed: models, offices, routing rules and recorded messages
+#: name them. Their names and scopes are the configuration's table (``Settings.categories``).
 CATEGORIES: tuple[str, ...] = (
     "urban_management",
     "housing_construction",
@@ -37,6 +40,28 @@ UNKNOWN = "unknown"
 
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- categories ----------------------------------------------------------------
+
+
+class Category(Model):
+    code: str
+    """One of the twelve fixed codes (``CATEGORIES``)."""
+    name: str
+    """中文名, as reports and Open311's service list show it (城市管理)."""
+    scope: str = ""
+    """What it covers, one line, 、 between matters (城管执法、违章搭建、…)."""
+
+
+@lru_cache(maxsize=1)
+def packaged_categories() -> tuple[Category, ...]:
+    """The packaged city's table: the default for a configuration written before there was
+    one, and for the snapshots such configurations left."""
+    import yaml
+
+    path = Path(__file__).resolve().parent / "ganzhou" / "categories.yaml"
+    return tuple(Category.model_validate(c) for c in yaml.safe_load(path.read_text(encoding="utf-8"))["categories"])
 
 
 # --- the city and its gazetteer -------------------------------------------------
@@ -375,6 +400,8 @@ class Settings(Model):
     places: dict[str, list[str]] = {}
     """Well-known places (landmarks, markets, scenic spots, villages) by the code they resolve to."""
     offices: OfficesConfig
+    categories: list[Category] = Field(default_factory=lambda: list(packaged_categories()))
+    """The twelve categories, each once: code, name and scope (categories.yaml)."""
     routing: RoutingConfig = RoutingConfig()
     time_limits: TimeLimits = TimeLimits()
     supervision: Supervision = Supervision()
@@ -387,3 +414,16 @@ class Settings(Model):
     privacy: PrivacySettings = PrivacySettings()
     plugins: list[str] = []
     """Python modules with a ``register(registry)`` that add channels, stages, sinks or commands."""
+
+    @field_validator("categories")
+    @classmethod
+    def _the_twelve(cls, value: list[Category]) -> list[Category]:
+        codes = [c.code for c in value]
+        for code in codes:
+            if code not in CATEGORIES:
+                raise ValueError(f"unknown category {code!r}: the codes are fixed ({', '.join(CATEGORIES)})")
+            if codes.count(code) > 1:
+                raise ValueError(f"category {code!r} listed twice")
+        if missing := [c for c in CATEGORIES if c not in codes]:
+            raise ValueError(f"missing categories: {', '.join(missing)}")
+        return value

@@ -59,6 +59,7 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from wenzheng.config import CATEGORIES
 from wenzheng.core import envelope
 from wenzheng.core.privacy import pseudonym
 
@@ -70,21 +71,6 @@ JSON = "application/json; charset=utf-8"
 MAX_BODY = 256 * 1024
 NOTICE = "您的诉求已收到，我们将尽快转交相关部门办理。"
 
-#: The twelve categories (CONTRACT.md §4) as GeoReport services: code → (名称, scope keywords).
-SERVICES: dict[str, tuple[str, str]] = {
-    "urban_management": ("城市管理", "城管执法,违章搭建,占道经营,市容环卫,垃圾清运,路灯,园林绿化,户外广告"),
-    "housing_construction": ("住房城乡建设", "物业管理,不动产证办理,棚改拆迁,工程质量,烂尾楼,住房公积金,小区配套"),
-    "environment": ("生态环境", "噪声扰民,油烟,大气污染,水污染,排污,扬尘,养殖污染"),
-    "transport": ("交通运输", "道路建设养护,公交,出租车,停车,交通信号,农村公路,客运"),
-    "education_culture_sports": ("教育文化体育", "入学招生,学校管理,校外培训,教师,文化场馆,体育设施"),
-    "labour_social_security": ("劳动和社会保障", "拖欠工资,社保缴纳,养老金,就业,劳动合同,工伤"),
-    "health": ("卫生健康", "医院服务,医保报销,疫情防控,药品,计划生育奖励"),
-    "market_commerce": ("市场监管与商贸旅游", "消费纠纷,食品安全,价格,无证经营,预付卡,旅游"),
-    "public_utilities": ("水电气暖讯", "停水,水质,停电,燃气,供暖,通信网络"),
-    "public_security": ("公安政法", "治安,户籍,诈骗,交通违法处理,出入境,司法调解"),
-    "agriculture_rural": ("农业农村", "农业补贴,土地承包,宅基地,农村人居环境,水利,林业"),
-    "civil_affairs": ("民政与社会救助", "低保,养老服务,残疾人,殡葬,婚姻登记,退役军人"),
-}
 PII_FIELDS = ("email", "first_name", "last_name", "phone")
 
 
@@ -271,7 +257,7 @@ class Open311Connector(Connector):
         code = _str(p, "service_code", 64)
         if not code:
             raise Invalid(400, "service_code required")
-        if code not in SERVICES:
+        if code not in CATEGORIES:
             raise Invalid(400, f"service_code {code!r} not found: see /open311/services.json")
         description = _str(p, "description", 4000)
         if not description:
@@ -328,7 +314,7 @@ class Open311Connector(Connector):
             return _error(404, f"service_request_id {srid!r} not found")
         return _ok(200, [{
             "service_request_id": srid, "status": row["status"], "status_notes": row["status_notes"],
-            "service_name": SERVICES[row["service_code"]][0], "service_code": row["service_code"],
+            "service_name": self._service_name(row["service_code"]), "service_code": row["service_code"],
             "description": row["description"], "agency_responsible": None, "service_notice": NOTICE,
             "requested_datetime": row["requested"], "updated_datetime": row["requested"],
             "expected_datetime": None, "address": row["address"], "address_id": None, "zipcode": None,
@@ -336,9 +322,14 @@ class Open311Connector(Connector):
         }])
 
     def handle_services(self, req) -> tuple[int, str, bytes]:
-        return _ok(200, [{"service_code": code, "service_name": name, "description": f"{name}：{scope.replace(',', '、')}",
-                          "metadata": False, "type": "realtime", "keywords": scope, "group": name}
-                         for code, (name, scope) in SERVICES.items()])
+        """The configuration's twelve categories (categories.yaml) as GeoReport services."""
+        return _ok(200, [{"service_code": c.code, "service_name": c.name,
+                          "description": f"{c.name}：{c.scope}" if c.scope else c.name, "metadata": False,
+                          "type": "realtime", "keywords": c.scope.replace("、", ","), "group": c.name}
+                         for c in self.runtime.settings.categories])
+
+    def _service_name(self, code: str) -> str:
+        return next((c.name for c in self.runtime.settings.categories if c.code == code), code)
 
 
 # Registration: none of its own — WebFormConnector.from_config (CONNECTORS["webform"]) makes it,

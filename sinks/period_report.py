@@ -29,17 +29,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from wenzheng.config import UNKNOWN
 from wenzheng.config import load as load_config
 from wenzheng.core.command import Command, UsageError, parse_time
 
-#: The contract's twelve categories (CONTRACT.md §4).
-CATEGORY_NAMES = {
-    "urban_management": "城市管理", "housing_construction": "住房城乡建设", "environment": "生态环境",
-    "transport": "交通运输", "education_culture_sports": "教育文化体育", "labour_social_security": "劳动和社会保障",
-    "health": "卫生健康", "market_commerce": "市场监管与商贸旅游", "public_utilities": "水电气暖讯",
-    "public_security": "公安政法", "agriculture_rural": "农业农村", "civil_affairs": "民政与社会救助",
-    "unknown": "未分类",
-}
 FIELDS = ("received", "messages", "replied", "on_time", "overdue", "rated", "satisfaction_sum")
 LABEL = 44  # terminal columns of the name (code) column
 
@@ -191,7 +184,7 @@ def build(cases, start: datetime, end: datetime, now: datetime, category_names: 
         if not start <= c["received_at"] < end:
             continue
         office = rep.offices.setdefault(c["office_id"], Row(c["office_id"], c.get("office_name") or c["office_id"]))
-        cat = c.get("category") or "unknown"
+        cat = c.get("category") or UNKNOWN
         category = rep.categories.setdefault(cat, Row(cat, names.get(cat, cat)))
         late = office.add(c, now)
         category.add(c, now)
@@ -200,6 +193,11 @@ def build(cases, start: datetime, end: datetime, now: datetime, category_names: 
             rep.overdue.append(c)
     rep.overdue.sort(key=lambda c: (c["answer_due"], c["tracking_no"]))
     return rep
+
+
+def category_names(settings) -> dict[str, str]:
+    """中文名 by code, from the configuration's table of categories, and one for what no category took."""
+    return {c.code: c.name for c in settings.categories} | {UNKNOWN: "未分类"}
 
 
 def period(month: str | None, start: str | None, end: str | None, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -237,7 +235,7 @@ class ReportCommand(Command):
         now = args.now.astimezone(tz) if args.now else datetime.now(tz)
         ledger = Ledger.from_settings(settings)
         try:
-            rep = build(ledger.cases(start, end), start, end, now, CATEGORY_NAMES)
+            rep = build(ledger.cases(start, end), start, end, now, category_names(settings))
         finally:
             ledger.dispose()
         print(rep.table())

@@ -4,7 +4,8 @@ import csv
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from wenzheng.sinks.period_report import build, display_width, pad, period
+from wenzheng.config import load
+from wenzheng.sinks.period_report import build, category_names, display_width, pad, period
 
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 10, 12, 9, tzinfo=SH)
@@ -64,13 +65,15 @@ def test_period_from_to_is_inclusive():
 
 def test_the_text_table_lines_up_in_a_terminal():
     """Chinese characters take two columns: padding by characters pushed every row with a
-    Chinese name out of line with the header and the code-only rows."""
-    rep = build(CASES + [case(7, "360703-cgj", "public_safety_x")], *period("2026-10", None, None, SH), NOW)
+    Chinese name out of line with the header."""
+    rep = build(CASES + [case(7, "360703-cgj", None)], *period("2026-10", None, None, SH), NOW,
+                category_names(load().settings))
     lines = rep.table().splitlines()
     table = lines[lines.index("by office") + 1 : lines.index("overdue: 3")]
     table = [line for line in table if line and line != "by category"]  # headers, rows and the total
     assert any("南康区城市管理局 (360703-cgj)" in line for line in table)
-    assert any(line.startswith("public_safety_x ") for line in table)  # a code without a name
+    assert any("劳动和社会保障 (labour_social_security)" in line for line in table)  # names from categories.yaml
+    assert any(line.startswith("未分类 (unknown) ") for line in table)
     assert {display_width(line) for line in table} == {display_width(table[0])}
     overdue = [line for line in lines if line.startswith("  GZ")]
     assert len({display_width(line[: line.index(" due ")]) for line in overdue}) == 1
