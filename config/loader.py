@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from wenzheng.core.registry import REGISTRY
 
+from .gazetteer import VILLAGES_FILE, read_villages
 from .schema import Settings
 
 if TYPE_CHECKING:
@@ -150,7 +151,21 @@ def _from_gazetteer(path: Path, data: dict) -> tuple[dict, list]:
     if "jurisdictions" not in data or "city" not in data:
         raise ConfigError(path, "", "a gazetteer needs `city` and `jurisdictions`")
     city = {k: v for k, v in data["city"].items() if k in ("code", "name", "province", "aliases")}
-    return city, data["jurisdictions"]
+    return city, _with_villages(data["jurisdictions"], path.with_name(VILLAGES_FILE))
+
+
+def _with_villages(jurisdictions: list, path: Path) -> list:
+    """The villages of ``villages.tsv`` (a table: 4,000 YAML entries would take a second to read)."""
+    if not path.is_file() or not isinstance(jurisdictions, list):
+        return jurisdictions
+    try:
+        villages = read_villages(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", _one_line(exc)) from None
+    codes = {j.get("code") for j in jurisdictions if isinstance(j, dict)}
+    if stray := sorted(set(villages) - codes):
+        raise ConfigError(path, "", f"villages of counties the gazetteer does not have: {', '.join(stray)}")
+    return [{**j, "villages": villages.get(j.get("code"), [])} if isinstance(j, dict) else j for j in jurisdictions]
 
 
 def _interpolate(value: Any, env: dict[str, str], sources: dict[str, Path], path: tuple = ()) -> Any:

@@ -75,12 +75,25 @@ class Township(Model):
     """Shorter names citizens use (唐江 for 唐江镇)."""
 
 
+class Village(Model):
+    code: str
+    """Twelve-digit 统计局 code of the village (村) or community (居委会/社区)."""
+    name: str
+    """As people write it: 莲塘村, 西津路社区 (not 莲塘村委会)."""
+    township: str = ""
+    """The gazetteer's code of its township ("" for an industrial park's or a 林场's)."""
+    aliases: list[str] = []
+    """Old or other full names (…村, …社区), and a short name (黄坑 for 黄坑村) where it is safe."""
+
+
 class Jurisdiction(Model):
     code: str
     """Six-digit county-level code, e.g. 360703."""
     name: str
     aliases: list[str] = []
     townships: list[Township] = []
+    villages: list[Village] = []
+    """From ``villages.tsv`` beside the gazetteer, when the configuration has one."""
     places: list[str] = []
     """Well-known places (landmarks, markets, scenic spots) that resolve to this county."""
 
