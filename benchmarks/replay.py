@@ -25,7 +25,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from wenzheng.app.broker import EmbeddedBroker
-from wenzheng.audit.replay import default_workers
+from wenzheng.audit.decide import default_workers
 from wenzheng.audit.replay import run as replay
 from wenzheng.classify import registry
 from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled

@@ -66,7 +66,7 @@ def test_offsets_for_times_looks_up_append_time_and_never_answers_none(bootstrap
     """Kafka answers the first offset whose *record* timestamp is at or after the time, and
     nothing (-1) after the last record. Tansu looks the time up among its own append
     times, and after the last record answers offset 0 — a replay that trusted it would
-    read a topic from its start. wenzheng.audit.replay treats timestamp -1 as "none" and
+    read a topic from its start. wenzheng.audit.read treats timestamp -1 as "none" and
     filters records by their own timestamps."""
     import time
 

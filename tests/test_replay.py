@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from datetime import datetime
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -16,7 +17,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from tests.conftest import write_config
 from tests.kafka_util import read_values
-from wenzheng.audit.replay import ReplayError, plan, read, read_only_consumer, run
+from wenzheng.audit.read import plan, read, read_only_consumer
+from wenzheng.audit.replay import ReplayError, run
 from wenzheng.classify import registry
 from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled
 from wenzheng.classify.stage import ClassifyStage
@@ -68,8 +70,12 @@ def _groups(bootstrap) -> set:
         admin.close()
 
 
-def test_recorded_versions_reproduce_and_a_new_model_changes_exactly_what_it_predicts(tmp_path, bootstrap, tiny_model):
-    cfg = write_config(tmp_path, bootstrap)
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory, bootstrap, tiny_model):
+    """N messages classified and routed by the live stages with ``tiny_model``; then a newer
+    model, trained on other data (one category folded into another), promoted."""
+    tmp = tmp_path_factory.mktemp("replay")
+    cfg = write_config(tmp, bootstrap)
     config = load(cfg)
     s = config.settings
     rt = Runtime(config).connect()
@@ -80,71 +86,83 @@ def test_recorded_versions_reproduce_and_a_new_model_changes_exactly_what_it_pre
     _run_until([classify, route], lambda: route.processed >= N)
     routed = read_values(bootstrap, rt.topics.routed)
     assert sorted(v["id"] for v in routed) == sorted(ids)
-    assert (tmp_path / "state" / "configs" / f"{config.hash}.json").is_file()
-
-    # a new model, trained on other data (one category folded into another), promoted
+    assert (tmp / "state" / "configs" / f"{config.hash}.json").is_file()
     rows = [dict(r, category="urban_management" if r.get("category") == "environment" else r.get("category"))
             for r in read_labelled(corpus_files()) if not is_test(r)][::2]
-    newer = Classifier.train(rows, s).save(tmp_path / "models" / "b")
+    newer = Classifier.train(rows, s).save(tmp / "models" / "b")
     registry.promote(s, newer)
-    groups = _groups(bootstrap)
+    yield SimpleNamespace(tmp=tmp, cfg=cfg, config=config, rt=rt, ids=ids, routed=routed, groups=_groups(bootstrap),
+                          old=Classifier.load(tiny_model, None).version, new=Classifier.load(newer, s))
+    rt.journal.close()
 
-    lines: list[str] = []
-    same = run(config, out=tmp_path / "same", show_progress=False, echo=lines.append)
-    assert (same["read"], same["compared"], same["agreed"], same["changed"], same["errors"]) == (N, N, N, 0, 0)
-    assert (tmp_path / "same" / "diffs.jsonl").read_text(encoding="utf-8") == ""
-    assert "agreement 100.00%" in lines[0]
 
-    # what the new model does, worked out here message by message
-    model_b, router = Classifier.load(newer, s), Router(config, OfficeDirectory(s))
+def _expected(stream) -> dict[str, list[str]]:
+    """What the newer model changes, worked out here message by message: id → changed fields."""
+    model, router = stream.new, Router(stream.config, OfficeDirectory(stream.config.settings))
+    inputs = [{k: x for k, x in v.items() if k not in ("classification", "routing")} for v in stream.routed]
     expected = {}
-    for v, p in zip(routed, model_b.predict([{k: x for k, x in v.items() if k not in ("classification", "routing")}
-                                             for v in routed]), strict=True):
+    for v, p in zip(stream.routed, model.predict(inputs), strict=True):
         c = {"category": p.category, "category_confidence": p.category_confidence, "type": p.type,
-             "jurisdiction": p.jurisdiction, "model_version": model_b.version}
+             "jurisdiction": p.jurisdiction, "model_version": model.version}
         r = router.route({**v, "classification": c})
         changed = [f for f in ("category", "type", "jurisdiction") if c[f] != v["classification"][f]]
         changed += [f for f in ("office_id", "co_offices", "triage", "rule", "deadlines") if r[f] != v["routing"][f]]
         if changed:
             expected[v["id"]] = changed
-    assert len(expected) >= 5  # environment is gone from the new model
+    return expected
 
-    lines = []
-    new = run(config, model="current", out=tmp_path / "new", show_progress=False, workers=2, echo=lines.append)
-    diffs = [json.loads(x) for x in (tmp_path / "new" / "diffs.jsonl").read_text(encoding="utf-8").splitlines()]
+
+def test_the_recorded_versions_reproduce_every_decision(stream):
+    lines: list[str] = []
+    same = run(stream.config, out=stream.tmp / "same", show_progress=False, echo=lines.append)
+    assert (same["read"], same["compared"], same["agreed"], same["changed"], same["errors"]) == (N, N, N, 0, 0)
+    assert (stream.tmp / "same" / "diffs.jsonl").read_text(encoding="utf-8") == ""
+    assert "agreement 100.00%" in lines[0]
+
+
+def test_a_new_model_changes_exactly_what_it_predicts_and_nothing_live_is_touched(stream, bootstrap):
+    expected = _expected(stream)
+    assert len(expected) >= 5  # environment is gone from the new model
+    lines: list[str] = []
+    out = stream.tmp / "new"
+    new = run(stream.config, model="current", out=out, show_progress=False, workers=2, echo=lines.append)
+    diffs = [json.loads(x) for x in (out / "diffs.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {d["id"]: d["changed"] for d in diffs} == expected
     assert new["changed"] == len(expected) and new["agreed"] == N - len(expected)
     env_diff = next(d for d in diffs if d["recorded"]["category"] == "environment")
-    assert env_diff["why"].startswith(f"model {registry.Classifier.load(tiny_model, None).version}→{model_b.version}")
-    summary = (tmp_path / "new" / "summary.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert env_diff["why"].startswith(f"model {stream.old}→{stream.new.version}")
+    summary = (out / "summary.csv").read_text(encoding="utf-8-sig").splitlines()
     assert summary[0] == "dimension,value,messages,agreed,agreement"
     assert any(line.startswith("category,environment,") and ",0,0.0" in line for line in summary)
     assert "环境" not in lines[0] and "changed" in lines[0]  # codes, and the count, in the terminal
-    assert "<table>" in (tmp_path / "new" / "report.html").read_text(encoding="utf-8")
-
+    assert "<table>" in (out / "report.html").read_text(encoding="utf-8")
     # read-only: no consumer group appeared, no live topic grew
-    assert _groups(bootstrap) == groups
-    assert len(read_values(bootstrap, rt.topics.routed)) == N
+    assert _groups(bootstrap) == stream.groups
+    assert len(read_values(bootstrap, stream.rt.topics.routed)) == N
 
-    # the command line: the same, with the model named by its version
+
+def test_the_command_line_names_the_model_by_its_version(stream):
     from wenzheng.app.cli import main
 
-    assert main(["replay", "--config", str(cfg), "--model", model_b.version, "--out", str(tmp_path / "cli"),
-                 "--no-progress"]) == 0
-    assert json.loads((tmp_path / "cli" / "summary.json").read_text(encoding="utf-8"))["changed"] == len(expected)
-    assert main(["replay", "--config", str(cfg), "--topic", "no.such.topic", "--no-progress"]) == 2
-    assert main(["replay", "--config", str(cfg), "--from", "2026-03-01", "--start-offset", "3"]) == 2
+    cfg, out = str(stream.cfg), stream.tmp / "cli"
+    assert main(["replay", "--config", cfg, "--model", stream.new.version, "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["changed"] == len(_expected(stream))
+    assert main(["replay", "--config", cfg, "--topic", "no.such.topic", "--no-progress"]) == 2
+    assert main(["replay", "--config", cfg, "--from", "2026-03-01", "--start-offset", "3"]) == 2
 
-    # republishing: into a new topic, once
+
+def test_republishing_goes_into_a_new_topic_once(stream, bootstrap):
+    config, topics, tmp = stream.config, stream.rt.topics, stream.tmp
     with pytest.raises(ReplayError, match="live topic"):
-        run(config, republish_to=rt.topics.routed, out=tmp_path / "x", show_progress=False, echo=lines.append)
-    target = f"{rt.topics.prefix}replay.audit"
-    first = run(config, republish_to=target, out=tmp_path / "r1", show_progress=False, echo=lines.append)
-    again = run(config, republish_to=target, out=tmp_path / "r2", show_progress=False, echo=lines.append)
+        run(config, republish_to=topics.routed, out=tmp / "x", show_progress=False, echo=print)
+    target = f"{topics.prefix}replay.audit"
+    first = run(config, republish_to=target, out=tmp / "r1", show_progress=False, echo=print)
+    again = run(config, republish_to=target, out=tmp / "r2", show_progress=False, echo=print)
     assert (first["republished"], again["republished"], again["already_there"]) == (N, 0, N)
     out = read_values(bootstrap, target)
-    assert sorted(v["id"] for v in out) == sorted(ids) and all(v["replay"]["of"]["topic"] == rt.topics.routed for v in out)
-    rt.journal.close()
+    assert sorted(v["id"] for v in out) == sorted(stream.ids)
+    assert all(v["replay"]["of"]["topic"] == topics.routed for v in out)
+    assert len(read_values(bootstrap, topics.routed)) == N
 
 
 def test_a_time_range_reads_exactly_its_messages(tmp_path, bootstrap):
