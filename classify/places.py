@@ -273,6 +273,8 @@ def _canon_all(names: set[str]) -> dict[str, str]:
     from .text import clean
 
     ordered = sorted(names)
+    if not ordered:  # "".split("\n") is [""]: one name too many for strict zip
+        return {}
     return dict(zip(ordered, (n.strip() for n in clean("\n".join(ordered)).split("\n")), strict=True))
 
 
