@@ -85,3 +85,14 @@ def test_config_city_copies_the_table(tmp_path, monkeypatch):
     assert main(["config", "city", "赣州市", "--out", str(out)]) == 0
     assert (out / "categories.yaml").read_bytes() == (DEFAULT_DIR / "categories.yaml").read_bytes()
     assert load(out).sources["categories"] == out / "categories.yaml"
+
+
+def test_the_handbook_names_categories_and_types_as_the_configuration_does():
+    """classify/data/taxonomy.yaml (the 归口 handbook for corpus writers) repeats the codes and
+    names for its readers; it must not drift from the table and the type codes."""
+    from wenzheng.classify.model import CORPUS_DIR
+    from wenzheng.config import MESSAGE_TYPES
+
+    handbook = yaml.safe_load((CORPUS_DIR.parent / "taxonomy.yaml").read_text(encoding="utf-8"))
+    assert [(c["code"], c["name"]) for c in handbook["categories"]] == [(c.code, c.name) for c in packaged_categories()]
+    assert [t["code"] for t in handbook["types"]] == list(MESSAGE_TYPES)
