@@ -23,7 +23,8 @@ The order of one batch, kept by :meth:`Publisher.publish`:
 
 Only after ``publish`` returns does a worker commit its input offsets, or a
 connector advance its checkpoint. The journal is SQLite under the state
-directory (shared by the workers of one machine, WAL mode) and forgets ids after
+directory (:mod:`~wenzheng.core.storage`: shared by the workers of one machine,
+fsync'd) and forgets ids after
 ``state.dedup_retention_days``.
 
 What this does not cover: a "zombie" worker that lost its partitions but keeps
@@ -33,25 +34,30 @@ producing (Kafka's fencing needs transactions); it is logged, not prevented.
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from . import envelope
 from .errors import TransientError
 from .kafka import consumer as make_consumer
 from .kafka import partition_for, read_partition
+from .storage import LocalDB
 
 log = logging.getLogger(__name__)
 
-PENDING, DONE = "pending", "done"
+DONE = "done"
 VERIFY_SKEW_MS = 120_000  # producer clocks may differ this much from the journal's
+
+Key = tuple[str, str]
+"""(message id, topic): what is delivered once per stage."""
+Entry = tuple[str, int, int | None, int]
+"""A key's journal entry: (state, partition, offset, journaled_ms)."""
 
 
 @dataclass
@@ -60,7 +66,7 @@ class Out:
 
     topic: str
     id: str
-    value: dict
+    value: dict[str, Any]
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -76,58 +82,52 @@ class Journal:
     );
     CREATE INDEX IF NOT EXISTS delivery_age ON delivery (journaled_ms);
     """
+    CHUNK = 400  # ids per lookup query, under SQLite's bound-parameter limit
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(self.SCHEMA)
+        self.db = LocalDB(self.path, self.SCHEMA)
 
-    def lookup(self, stage: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    def lookup(self, stage: str, keys: list[Key]) -> dict[Key, Entry]:
         """(msg_id, topic) → (state, partition, offset, journaled_ms) for the keys known."""
-        found: dict[tuple[str, str], tuple] = {}
-        with self._lock:
-            for i in range(0, len(keys), 400):
-                chunk = keys[i : i + 400]
-                ids = sorted({k[0] for k in chunk})
-                q = ",".join("?" * len(ids))
-                rows = self.db.execute(
-                    f'SELECT msg_id, topic, state, partition, "offset", journaled_ms FROM delivery '
-                    f"WHERE stage=? AND msg_id IN ({q})",
-                    [stage, *ids],
-                ).fetchall()
-                for mid, topic, *rest in rows:
-                    found[(mid, topic)] = tuple(rest)
-        return {k: v for k, v in found.items() if k in set(keys)}
+        wanted = set(keys)
+        found: dict[Key, Entry] = {}
+        ids = sorted({k[0] for k in keys})
+        for i in range(0, len(ids), self.CHUNK):
+            chunk = ids[i : i + self.CHUNK]
+            rows = self.db.query(
+                f'SELECT msg_id, topic, state, partition, "offset", journaled_ms FROM delivery '
+                f"WHERE stage=? AND msg_id IN ({','.join('?' * len(chunk))})",
+                [stage, *chunk],
+            )
+            for mid, topic, state, partition, offset, ms in rows:
+                if (mid, topic) in wanted:
+                    found[(mid, topic)] = (state, partition, offset, ms)
+        return found
 
     def mark_pending(self, stage: str, items: list[tuple[str, str, int]]) -> None:
+        """Journal (msg_id, topic, partition) as about to be sent."""
         now = int(time.time() * 1000)
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(
-                'INSERT OR REPLACE INTO delivery (stage, msg_id, topic, partition, state, "offset", journaled_ms) '
-                "VALUES (?, ?, ?, ?, 'pending', NULL, ?)",
+        with self.db.transaction() as tx:
+            tx.executemany(
+                'INSERT INTO delivery (stage, msg_id, topic, partition, state, "offset", journaled_ms) '
+                "VALUES (?, ?, ?, ?, 'pending', NULL, ?) ON CONFLICT (stage, msg_id, topic) DO UPDATE SET "
+                "partition=excluded.partition, state='pending', \"offset\"=NULL, journaled_ms=excluded.journaled_ms",
                 [(stage, mid, topic, p, now) for mid, topic, p in items],
             )
-            self.db.execute("COMMIT")
 
     def mark_done(self, stage: str, items: list[tuple[str, str, int]]) -> None:
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(
+        """Journal (msg_id, topic, offset) as acknowledged by Kafka."""
+        with self.db.transaction() as tx:
+            tx.executemany(
                 "UPDATE delivery SET state='done', \"offset\"=? WHERE stage=? AND msg_id=? AND topic=?",
                 [(off, stage, mid, topic) for mid, topic, off in items],
             )
-            self.db.execute("COMMIT")
 
     def prune(self, retention_days: float) -> int:
         cutoff = int((time.time() - retention_days * 86400) * 1000)
-        with self._lock:
-            cur = self.db.execute("DELETE FROM delivery WHERE journaled_ms < ? AND state='done'", [cutoff])
-        return cur.rowcount
+        with self.db.transaction() as tx:
+            return tx.execute("DELETE FROM delivery WHERE journaled_ms < ? AND state='done'", [cutoff]).rowcount
 
     def close(self) -> None:
         self.db.close()
@@ -136,10 +136,10 @@ class Journal:
 class Publisher:
     """Publishes a stage's output so each (message id, topic) lands once."""
 
-    def __init__(self, settings, producer, journal: Journal, stage: str):
+    def __init__(self, settings: Any, producer: KafkaProducer, journal: Journal, stage: str) -> None:
         self.settings, self.producer, self.journal, self.stage = settings, producer, journal, stage
         self._partitions: dict[str, int] = {}
-        self._verifier = None
+        self._verifier: KafkaConsumer | None = None
         self.skipped = 0  # redeliveries recognised as already done
 
     def partitions(self, topic: str) -> int:
@@ -154,12 +154,12 @@ class Publisher:
         """Deliver ``outs`` (steps 1–5 above); return the ones actually sent now."""
         if not outs:
             return []
-        unique: dict[tuple[str, str], Out] = {}
+        unique: dict[Key, Out] = {}
         for o in outs:
             unique.setdefault((o.id, o.topic), o)
         known = self.journal.lookup(self.stage, list(unique))
         to_send: list[Out] = []
-        pending: dict[tuple[str, str], tuple] = {}
+        pending: dict[Key, Entry] = {}
         for key, out in unique.items():
             state = known.get(key)
             if state is None:
@@ -191,9 +191,9 @@ class Publisher:
         self.journal.mark_done(self.stage, acked)
         return to_send
 
-    def _verify(self, pending: dict[tuple[str, str], tuple], unique: dict[tuple[str, str], Out]) -> list[Out]:
+    def _verify(self, pending: dict[Key, Entry], unique: dict[Key, Out]) -> list[Out]:
         """Find which pending keys did reach Kafka; return the ones that did not."""
-        by_tp: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
+        by_tp: dict[tuple[str, int], list[Key]] = defaultdict(list)
         for key, (_, partition, _, _) in pending.items():
             by_tp[(key[1], partition)].append(key)
         if self._verifier is None:

@@ -31,10 +31,12 @@ from datetime import datetime
 from pathlib import Path
 
 from wenzheng.core import envelope
+from wenzheng.core.delivery import Out, Publisher
 from wenzheng.core.errors import BadMessage
 from wenzheng.core.privacy import pseudonym
+from wenzheng.core.runtime import Runtime
 
-from .base import FETCHED, Connector
+from .base import Connector, Page, Pages, State
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +110,15 @@ def parse_call(name: str, text: str) -> dict:
 
 
 class HotlineConnector(Connector):
+    """The drop folder as one page per scan of the files that settled.
+
+    Checkpoint (format 1): ``{"files": {name: {"size", "mtime_ns", "id"}}}``, the
+    files published (or quarantined) as they were then; a file that changes is
+    read again, one that leaves the folder is forgotten."""
+
     channel = "hotline"
 
-    def __init__(self, runtime, publisher, name: str = "hotline"):
+    def __init__(self, runtime: Runtime, publisher: Publisher, name: str = "hotline") -> None:
         super().__init__(runtime, publisher, name)
         self.cfg = runtime.settings.channels.hotline
         self.poll_seconds = self.cfg.poll_seconds
@@ -119,10 +127,19 @@ class HotlineConnector(Connector):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
         self._seen: dict[str, tuple[int, int]] = {}  # name → (size, mtime_ns) at the last scan
-        self.checkpoint.state.setdefault("files", {})
 
-    def ready_files(self) -> list[Path]:
-        now, done, ready = time.time(), self.checkpoint.state["files"], []
+    def fetch(self, cursor: State) -> Pages:
+        done = cursor.get("files", {})
+        files = self.ready_files(done)
+        if not files:
+            return
+        envelopes, dead, records, quarantined = self._read(files)
+        kept = {n: r for n, r in done.items() if n in self._seen}  # _seen: what this scan found
+        yield Page(envelopes, dead, state={"files": kept | records}, fetched=len(files),
+                   acked=lambda: self._acked(quarantined, len(envelopes)))
+
+    def ready_files(self, done: dict[str, dict]) -> list[Path]:
+        now, ready = time.time(), []
         current: dict[str, tuple[int, int]] = {}
         for p in sorted(self.dir.iterdir()):
             if not p.is_file() or p.name.startswith(".") or p.suffix.lower() not in (".json", ".csv"):
@@ -138,10 +155,35 @@ class HotlineConnector(Connector):
         self._seen = current
         return ready
 
+    def _read(self, files: list[Path]) -> tuple[list[dict], list[Out], dict[str, dict], list[tuple[Path, str]]]:
+        """Envelopes, dead letters, checkpoint records and files to quarantine for one scan."""
+        envelopes: list[dict] = []
+        dead: list[Out] = []
+        records: dict[str, dict] = {}
+        quarantined: list[tuple[Path, str]] = []
+        for path in files:
+            data = path.read_bytes()
+            st = path.stat()
+            try:
+                env = self.to_envelope(path, data)
+            except BadMessage as exc:
+                digest = hashlib.sha256(data).hexdigest()[:12]
+                excerpt = data[:300].decode("utf-8", "replace")
+                dead.append(self.dead(exc.reason, f"file:{path.name}:{digest}",
+                                      {"file": path.name, "quarantine": f"quarantine/{path.name}"}, excerpt))
+                quarantined.append((path, exc.reason))
+                continue
+            if env["id"] in {e["id"] for e in envelopes}:
+                log.warning("duplicate call_id in one scan", extra={"id": env["id"], "file": path.name})
+            envelopes.append(env)
+            records[path.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "id": env["id"]}
+        return envelopes, dead, records, quarantined
+
     def to_envelope(self, path: Path, data: bytes) -> dict:
         call = parse_call(path.name, read_text(data, self.cfg.encodings))
         mtime = datetime.fromtimestamp(path.stat().st_mtime, envelope.TZ)
-        citizen, agent = [], []
+        citizen: list[str] = []
+        agent: list[str] = []
         for turn in call["turns"]:
             if not isinstance(turn, dict):
                 raise BadMessage("a turn is not an object")
@@ -166,43 +208,9 @@ class HotlineConnector(Connector):
             raw={"file": path.name, "call": call},
         )
 
-    def poll(self) -> int:
-        files = self.ready_files()
-        if not files:
-            return 0
-        envelopes, dead, records, quarantined = [], [], {}, []
-        FETCHED.labels(self.name).inc(len(files))
-        for path in files:
-            data = path.read_bytes()
-            st = path.stat()
-            try:
-                env = self.to_envelope(path, data)
-            except BadMessage as exc:
-                digest = hashlib.sha256(data).hexdigest()[:12]
-                excerpt = data[:300].decode("utf-8", "replace")
-                dead.append(self.dead(exc.reason, f"file:{path.name}:{digest}",
-                                      {"file": path.name, "quarantine": f"quarantine/{path.name}"}, excerpt))
-                quarantined.append((path, exc.reason))
-                continue
-            if env["id"] in {e["id"] for e in envelopes}:
-                log.warning("duplicate call_id in one scan", extra={"id": env["id"], "file": path.name})
-            envelopes.append(env)
-            records[path.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "id": env["id"]}
-        self.publish(envelopes, dead)  # raises unless Kafka acknowledged everything
+    def _acked(self, quarantined: list[tuple[Path, str]], published: int) -> None:
         for path, reason in quarantined:
-            self._quarantine(path, reason)
-        self.checkpoint.state["files"].update(records)
-        self._forget_missing()
-        self.checkpoint.save()
-        log.info("hotline files published", extra={"published": len(envelopes), "quarantined": len(quarantined)})
-        return len(envelopes)
-
-    def _quarantine(self, path: Path, reason: str) -> None:
-        self.quarantine.mkdir(exist_ok=True)
-        shutil.move(str(path), self.quarantine / path.name)
-        (self.quarantine / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
-
-    def _forget_missing(self) -> None:
-        files = self.checkpoint.state["files"]
-        for name in [n for n in files if not (self.dir / n).exists()]:
-            del files[name]
+            self.quarantine.mkdir(exist_ok=True)
+            shutil.move(str(path), self.quarantine / path.name)
+            (self.quarantine / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+        log.info("hotline files published", extra={"published": published, "quarantined": len(quarantined)})

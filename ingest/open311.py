@@ -54,7 +54,6 @@ import hmac
 import json
 import logging
 import secrets
-import sqlite3
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -62,6 +61,7 @@ from urllib.parse import parse_qs
 from wenzheng.config import CATEGORIES
 from wenzheng.core import envelope
 from wenzheng.core.privacy import pseudonym
+from wenzheng.core.storage import LocalDB, shared
 
 from .base import Connector
 
@@ -99,34 +99,23 @@ class _Index:
     COLUMNS = ("connector", "srid", "msg_id", "body_hash", "service_code", "description", "address", "lat", "lon",
                "media_url", "requested", "status", "status_notes")
 
-    def __init__(self, path: Path):
-        self._lock = threading.Lock()
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(f"CREATE TABLE IF NOT EXISTS requests ({', '.join(self.COLUMNS)}, PRIMARY KEY (connector, srid))")
+    def __init__(self, path: Path) -> None:
+        self.db = LocalDB(path, f"CREATE TABLE IF NOT EXISTS requests ({', '.join(self.COLUMNS)}, "
+                                "PRIMARY KEY (connector, srid))")
 
     def get(self, connector: str, srid: str) -> dict | None:
-        with self._lock:
-            row = self.db.execute("SELECT * FROM requests WHERE connector=? AND srid=?", [connector, srid]).fetchone()
-        return dict(zip(self.COLUMNS, row, strict=True)) if row else None
+        rows = self.db.query(f"SELECT {', '.join(self.COLUMNS)} FROM requests WHERE connector=? AND srid=?",
+                             [connector, srid])
+        return dict(zip(self.COLUMNS, rows[0], strict=True)) if rows else None
 
     def add(self, row: dict) -> None:
-        with self._lock:
-            self.db.execute(f"INSERT OR IGNORE INTO requests VALUES ({', '.join('?' * len(self.COLUMNS))})",
-                            [row[c] for c in self.COLUMNS])
-
-
-_indexes: dict[Path, _Index] = {}
-_indexes_lock = threading.Lock()
+        with self.db.transaction() as tx:
+            tx.execute(f"INSERT INTO requests VALUES ({', '.join('?' * len(self.COLUMNS))}) ON CONFLICT DO NOTHING",
+                       [row[c] for c in self.COLUMNS])
 
 
 def _index_for(state_dir: Path) -> _Index:
-    path = state_dir / "open311.sqlite3"
-    with _indexes_lock:
-        if path not in _indexes:
-            _indexes[path] = _Index(path)
-        return _indexes[path]
+    return shared(_Index, state_dir / "open311.sqlite3")
 
 
 def _params(req) -> dict:
@@ -202,9 +191,6 @@ class Open311Connector(Connector):
         return [("POST", "/open311/requests.json", self.handle_post),
                 ("GET", "/open311/requests", self.handle_get),
                 ("GET", "/open311/services.json", self.handle_services)]
-
-    def poll(self) -> int:
-        return 0
 
     # --- POST ------------------------------------------------------------------------
 
@@ -330,7 +316,3 @@ class Open311Connector(Connector):
 
     def _service_name(self, code: str) -> str:
         return next((c.name for c in self.runtime.settings.categories if c.code == code), code)
-
-
-# Registration: none of its own — WebFormConnector.from_config (CONNECTORS["webform"]) makes it,
-# because Open311 is configured under channels.webform.

@@ -24,7 +24,7 @@ Without ``updated_after`` it starts from the beginning. 401/403: bad token;
 429/5xx: try later. ``updated_after`` is echoed back exactly as the backend wrote
 ``updated_at``, so the connector never converts the backend's time format.
 
-**Cursor** (``checkpoint.state = {"updated_at": <ts>, "id": <id>}``): the key of
+**Cursor** (``checkpoint.state = {"updated_at": <ts>, "id": <id>}``, format 1): the key of
 the last item read. Many submissions share one ``updated_at`` second (a form
 that is busy, a moderator approving a batch); the id breaks the tie, so a page
 boundary inside one second neither skips nor repeats an item — a timestamp
@@ -38,10 +38,10 @@ published once; later versions are skipped (a local index of published ids,
 ``webform.sqlite3``, kept beyond the delivery journal's retention) and the
 cursor moves past them. Clerks see the first version, as for every channel.
 
-**Delivery order** (base.py's, page by page): fetch one page → envelopes;
-malformed items become dead letters while the rest flow → :meth:`publish`
-(returns once Kafka acknowledged) → record the ids as published → only then
-move the cursor and save the checkpoint. A crash in between fetches the page
+**Delivery order** (base.py's, page by page): :meth:`fetch` yields one page of
+envelopes, malformed items as dead letters while the rest flow; the base
+publishes it (returns once Kafka acknowledged) → the page's ``acked`` records the
+ids as published → only then the cursor moves. A crash in between fetches the page
 again; the journal and the index drop what was already delivered. At most
 ``MAX_PAGES`` pages per poll; the rest wait for the next one.
 
@@ -56,20 +56,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
-import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlencode
 
 from wenzheng.core import envelope
 from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
 from wenzheng.core.privacy import pseudonym
+from wenzheng.core.storage import LocalDB, shared
 
-from .base import FETCHED, Connector
+from .base import Connector, Page, Pages, State
 
 log = logging.getLogger(__name__)
 
@@ -123,41 +123,29 @@ def _attachments(value) -> list[dict]:
 class _Published:
     """Ids of submissions already published (edits of them are skipped), per connector."""
 
-    def __init__(self, path: Path):
-        self._lock = threading.Lock()
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS published (connector TEXT, source_id TEXT, updated_at TEXT, "
-                        "ms INTEGER, PRIMARY KEY (connector, source_id))")
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS published (connector TEXT, source_id TEXT, updated_at TEXT, "
+              "ms INTEGER, PRIMARY KEY (connector, source_id))")
+
+    def __init__(self, path: Path) -> None:
+        self.db = LocalDB(path, self.SCHEMA)
 
     def known(self, connector: str, ids: list[str]) -> set[str]:
         if not ids:
             return set()
-        with self._lock:
-            marks = ",".join("?" * len(ids))
-            rows = self.db.execute(f"SELECT source_id FROM published WHERE connector=? AND source_id IN ({marks})",
-                                   [connector, *ids]).fetchall()
+        marks = ",".join("?" * len(ids))
+        rows = self.db.query(f"SELECT source_id FROM published WHERE connector=? AND source_id IN ({marks})",
+                             [connector, *ids])
         return {r[0] for r in rows}
 
     def add(self, connector: str, items: list[tuple[str, str]]) -> None:
         now = int(time.time() * 1000)
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?)",
-                                [(connector, sid, upd, now) for sid, upd in items])
-            self.db.execute("COMMIT")
-
-
-_indexes: dict[Path, _Published] = {}
-_indexes_lock = threading.Lock()
+        with self.db.transaction() as tx:
+            tx.executemany("INSERT INTO published VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                           [(connector, sid, upd, now) for sid, upd in items])
 
 
 def _published_for(state_dir: Path) -> _Published:
-    path = state_dir / "webform.sqlite3"
-    with _indexes_lock:
-        if path not in _indexes:
-            _indexes[path] = _Published(path)
-        return _indexes[path]
+    return shared(_Published, state_dir / "webform.sqlite3")
 
 
 class WebFormConnector(Connector):
@@ -182,29 +170,26 @@ class WebFormConnector(Connector):
 
     # --- poll ------------------------------------------------------------------------
 
-    def poll(self) -> int:
-        """Page through what changed since the cursor; publish, then checkpoint, page by page."""
+    def fetch(self, cursor: State) -> Pages:
+        """Page through what changed since the cursor; each page's ids are recorded as
+        published once Kafka has them, before the cursor moves past them."""
         if not self.base_url:
-            return 0
-        st, index = self.checkpoint.state, _published_for(self.runtime.state_dir)
-        published = 0
+            return
+        index = _published_for(self.runtime.state_dir)
         for _ in range(self.MAX_PAGES):
-            items, has_more = self._fetch(st.get("updated_at"), st.get("id"))
-            FETCHED.labels(self.name).inc(len(items))
-            envs, dead, cursor, skipped = self._read(items, index)
-            self.publish(envs, dead)  # raises unless Kafka acknowledged everything
-            index.add(self.name, [(e["source_id"], e["raw"]["updated_at"]) for e in envs])
-            if cursor is not None:
-                st.update(updated_at=cursor[0], id=cursor[1])
-                self.checkpoint.save()
-            published += len(envs)
+            items, has_more = self._fetch(cursor.get("updated_at"), cursor.get("id"))
+            envs, dead, key, skipped = self._read(items, index)
             if skipped:
                 log.info("edits of published submissions skipped", extra={"connector": self.name, "skipped": skipped})
+            if key is not None:
+                cursor = {"updated_at": key[0], "id": key[1]}
+            ids = [(e["source_id"], e["raw"]["updated_at"]) for e in envs]
+            yield Page(envs, dead, state=cursor if key is not None else None, fetched=len(items),
+                       acked=partial(index.add, self.name, ids))
             if not has_more or not items:
                 break
-            if cursor is None:  # nothing on a full page says where it ends: asking again would loop
+            if key is None:  # nothing on a full page says where it ends: asking again would loop
                 raise WebFormError("a page without one readable (updated_at, id): the backend breaks the contract")
-        return published
 
     def _read(self, items: list, index: _Published) -> tuple[list[dict], list, tuple | None, int]:
         """Envelopes and dead letters for one page, and the page's last readable cursor key."""
@@ -292,7 +277,3 @@ class WebFormConnector(Connector):
             raise TransientError("web form /submissions: no items list")
         has_more = doc.get("has_more")
         return doc["items"], bool(has_more) if has_more is not None else len(doc["items"]) >= self.page_size
-
-
-# Registration: wenzheng.ingest.worker needs
-#     CONNECTORS["webform"] = WebFormConnector     # its from_config also makes the Open311 connector

@@ -54,16 +54,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
-import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
+from xml.etree.ElementTree import Element, ParseError
 
-import xmltodict
+import defusedxml.ElementTree as DefusedET
+from defusedxml import DefusedXmlException
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import TextReply
@@ -72,8 +72,9 @@ from wechatpy.utils import check_signature
 from wenzheng.core import envelope
 from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
 from wenzheng.core.privacy import pseudonym
+from wenzheng.core.storage import LocalDB, shared
 
-from .base import Connector, spool_for
+from .base import Connector, Page, Pages, State
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,37 @@ class WeChatAPIError(WenzhengError):
     """An errcode that waiting will not fix (bad secret, API not enabled): logged, backed off."""
 
 
+def parse_xml(data: bytes | str) -> dict:
+    """A pushed ``<xml>`` as the dict xmltodict made of it (which envelopes keep as ``raw``):
+    each child's stripped text (None when empty), nested elements as dicts, a repeated
+    tag as a list. defusedxml refuses DTDs and entities (billion laughs, external files)."""
+    try:
+        root = DefusedET.fromstring(data)
+    except (ParseError, DefusedXmlException) as exc:
+        raise BadMessage(str(exc)) from None
+    if root.tag != "xml":
+        raise BadMessage(f"root element <{root.tag}>, not <xml>")
+    msg = _xml_value(root)
+    if not isinstance(msg, dict):
+        raise BadMessage("empty <xml> element")
+    return msg
+
+
+def _xml_value(el: Element) -> dict | str | None:
+    if len(el) == 0:
+        return (el.text or "").strip() or None
+    out: dict = {}
+    for child in el:
+        value = _xml_value(child)
+        if child.tag not in out:
+            out[child.tag] = value
+        elif isinstance(out[child.tag], list):
+            out[child.tag].append(value)
+        else:
+            out[child.tag] = [out[child.tag], value]
+    return out
+
+
 def _record_key(openid: str, when: int, text: str) -> str:
     return hashlib.sha1(f"{openid}\n{when}\n{text.strip()}".encode()).hexdigest()[:16]
 
@@ -101,35 +133,33 @@ def _record_key(openid: str, when: int, text: str) -> str:
 class _Seen:
     """Pushed texts by (openid, time, text), so reconciliation skips what a push already took."""
 
-    def __init__(self, path: Path):
-        self._lock = threading.Lock()
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS seen (account TEXT, key TEXT, ms INTEGER, PRIMARY KEY (account, key))")
+    SCHEMA = "CREATE TABLE IF NOT EXISTS seen (account TEXT, key TEXT, ms INTEGER, PRIMARY KEY (account, key))"
+
+    def __init__(self, path: Path) -> None:
+        self.db = LocalDB(path, self.SCHEMA)
 
     def add(self, account: str, key: str) -> None:
-        with self._lock:
-            self.db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", [account, key, int(time.time() * 1000)])
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [account, key, int(time.time() * 1000)])
 
     def has(self, account: str, key: str) -> bool:
-        with self._lock:
-            return self.db.execute("SELECT 1 FROM seen WHERE account=? AND key=?", [account, key]).fetchone() is not None
+        return bool(self.db.query("SELECT 1 FROM seen WHERE account=? AND key=?", [account, key]))
 
     def prune(self, days: float) -> None:
-        with self._lock:
-            self.db.execute("DELETE FROM seen WHERE ms < ?", [int((time.time() - days * 86400) * 1000)])
-
-
-_seen: dict[Path, _Seen] = {}
-_seen_lock = threading.Lock()
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM seen WHERE ms < ?", [int((time.time() - days * 86400) * 1000)])
 
 
 def _seen_for(state_dir: Path) -> _Seen:
-    path = state_dir / "wechat-seen.sqlite3"
-    with _seen_lock:
-        if path not in _seen:
-            _seen[path] = _Seen(path)
-        return _seen[path]
+    return shared(_Seen, state_dir / "wechat-seen.sqlite3")
+
+
+class _Accounts(dict[str, "WeChatConnector"]):
+    """One worker's accounts by id: a single ``/wechat/{account}`` route serves them all."""
+
+    def handle(self, req: Request) -> Reply:
+        connector = self.get(req.params.get("account", ""))
+        return connector.handle(req) if connector else (404, PLAIN, b"no such account")
 
 
 class WeChatConnector(Connector):
@@ -154,7 +184,6 @@ class WeChatConnector(Connector):
         self.api_base = api_base.rstrip("/")
         self.poll_seconds = poll_seconds
         self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
-        self._dead_spool = f"{name}#dead"  # dead letters wait in the same spool, under their own name
         self._access_token: str | None = None
         self._token_until = 0.0
 
@@ -188,11 +217,9 @@ class WeChatConnector(Connector):
         digest = hashlib.sha256(req.body).hexdigest()[:16]
         encrypted = q.get("encrypt_type", "raw") == "aes"
         try:
-            outer = xmltodict.parse(req.body.decode("utf-8"))["xml"]
-            if not isinstance(outer, dict):
-                raise BadMessage("empty <xml> element")
-        except Exception as exc:
-            return self._dead_push(f"malformed XML: {exc}", digest, req.body)
+            outer = parse_xml(req.body)
+        except BadMessage as exc:
+            return self._dead_push(f"malformed XML: {exc.reason}", digest, req.body)
         if encrypted:
             if self.crypto is None:
                 log.error("safe-mode push but no encoding_aes_key configured", extra={"connector": self.name})
@@ -206,11 +233,9 @@ class WeChatConnector(Connector):
                 return self._dead_push(f"cannot decrypt ({type(exc).__name__}): check encoding_aes_key",
                                        digest, req.body)
             try:
-                msg = xmltodict.parse(inner)["xml"]
-                if not isinstance(msg, dict):
-                    raise BadMessage("empty <xml> element")
-            except Exception as exc:
-                return self._dead_push(f"malformed XML after decryption: {exc}", digest, inner.encode())
+                msg = parse_xml(inner)
+            except BadMessage as exc:
+                return self._dead_push(f"malformed XML after decryption: {exc.reason}", digest, inner.encode())
         else:
             msg = outer
 
@@ -221,7 +246,7 @@ class WeChatConnector(Connector):
         try:
             env = self.to_envelope(msg)
         except BadMessage as exc:
-            return self._dead_push(exc.reason, str(msg.get("MsgId") or digest), xmltodict.unparse({"xml": msg}).encode())
+            return self._dead_push(exc.reason, str(msg.get("MsgId") or digest), inner.encode() if encrypted else req.body)
         self.spool([env])
         if self.account.poll and kind == "text":
             _seen_for(self.runtime.state_dir).add(self.account_id, _record_key(msg["FromUserName"], int(msg["CreateTime"]), env["text"]))
@@ -285,61 +310,43 @@ class WeChatConnector(Connector):
         out = self.dead(reason, f"wechat:{self.appid}:{ref}",
                         {"account": self.account_id, "quarantine": str(qfile.relative_to(self.runtime.state_dir))},
                         body[:300].decode("utf-8", "replace"))
-        spool_for(self.runtime).add(self._dead_spool, [out.value])
-        self.spool([])  # nothing to add: wakes the drainer
+        self.spool([], [out])  # as durable as a message; wakes the drainer
         return SUCCESS
-
-    def drain(self) -> int:
-        """The base drain (messages), then this account's spooled dead letters."""
-        n = super().drain()
-        spool = spool_for(self.runtime)
-        with self._drain_lock:
-            while batch := spool.take(self._dead_spool):
-                self.publish([], [self._dead_out(v) for v in batch])
-                spool.remove(self._dead_spool, [v["id"] for v in batch])
-        return n
-
-    def _dead_out(self, value: dict):
-        from wenzheng.core.delivery import Out
-
-        return Out(self.runtime.topics.deadletter, f"{value['stage']}:{value['id']}", value)
 
     # --- poll ------------------------------------------------------------------------
 
-    def poll(self) -> int:
-        """Reconcile: fetch customer-service records window by window, publish, checkpoint.
+    def fetch(self, cursor: State) -> Pages:
+        """Reconcile: customer-service records window by window, page by page.
 
-        The checkpoint holds the window start and the msgid cursor inside it, and
-        moves only after Kafka acknowledged the page (base.py's order)."""
+        The checkpoint (format 1: ``{"start", "msgid"}``) holds the window start and
+        the msgid cursor inside it; the base moves it only after Kafka acknowledged
+        the page."""
         if not (self.account.poll and self.account.secret):
-            return 0
-        st = self.checkpoint.state
+            return
         horizon = int(time.time()) - self.SETTLE
-        start = int(st.get("start") or horizon - self.BACKFILL)
-        published = 0
+        start = int(cursor.get("start") or horizon - self.BACKFILL)
+        msgid = int(cursor.get("msgid") or 1) if cursor.get("start") else 1
         while start < horizon:
             end = min(start + self.WINDOW, horizon)
-            msgid = int(st.get("msgid") or 1) if st.get("start") == start else 1
-            while True:
-                doc = self._api("/customservice/msgrecord/getmsglist",
-                                {"starttime": start, "endtime": end, "msgid": msgid, "number": self.PAGE})
-                records = doc.get("recordlist") or []
-                envs, dead = self._from_records(records)
-                self.publish(envs, dead)
-                published += len(envs)
-                if len(records) < self.PAGE:
-                    break
-                # The next page starts at the returned msgid. Whether the API counts it inclusively is
-                # not documented: a repeated record has the same id and is dropped by the journal.
-                msgid = max(int(doc.get("msgid") or 0), msgid + 1)
-                st.update(start=start, msgid=msgid)
-                self.checkpoint.save()
-            # Windows overlap by one second (inclusive bounds); the ids absorb the overlap.
-            start = end
-            st.update(start=start, msgid=1)
-            self.checkpoint.save()
+            yield from self._window(start, end, msgid)
+            start, msgid = end, 1
         _seen_for(self.runtime.state_dir).prune(self.runtime.settings.state.dedup_retention_days)
-        return published
+
+    def _window(self, start: int, end: int, msgid: int) -> Pages:
+        """The pages of one window; the last one's state is the next window's start."""
+        while True:
+            doc = self._api("/customservice/msgrecord/getmsglist",
+                            {"starttime": start, "endtime": end, "msgid": msgid, "number": self.PAGE})
+            records = doc.get("recordlist") or []
+            envs, dead = self._from_records(records)
+            if len(records) < self.PAGE:
+                # Windows overlap by one second (inclusive bounds); the ids absorb the overlap.
+                yield Page(envs, dead, state={"start": end, "msgid": 1}, fetched=len(records))
+                return
+            # The next page starts at the returned msgid. Whether the API counts it inclusively is
+            # not documented: a repeated record has the same id and is dropped by the journal.
+            msgid = max(int(doc.get("msgid") or 0), msgid + 1)
+            yield Page(envs, dead, state={"start": start, "msgid": msgid}, fetched=len(records))
 
     def _from_records(self, records: list) -> tuple[list[dict], list]:
         envs, dead, seen = [], [], _seen_for(self.runtime.state_dir)
@@ -415,7 +422,3 @@ class WeChatConnector(Connector):
             raise TransientError(f"WeChat {what}: not a JSON object")
         return doc
 
-
-# Registration: wenzheng.ingest.worker imports the connectors it runs; it needs
-#     CONNECTORS["wechat"] = WeChatConnector
-# (done there, not here: importing this module must not change the worker's table).

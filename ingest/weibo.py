@@ -17,7 +17,9 @@ endpoints answer) is read as one page with no older one: the since-id cursor sti
 keeps a message from being published twice. The message endpoints need the account's login
 cookie (``cookie`` in its config).
 
-**Cursor** (``checkpoint.state["streams"][<stream>]``, one per account and per post):
+**Cursor** (``checkpoint.state["streams"][<stream>]``, one per account and per post;
+``checkpoint.state["posts"]``: each watched post's comment count when its stream
+last caught up; format 1):
 ``since`` is the newest item id already published. A run reads pages from the
 newest down until it meets an id ≤ ``since`` (caught up) or the oldest page; then
 ``since`` becomes the newest id the run saw (``top``). A run that hits ``max_pages``
@@ -25,10 +27,11 @@ first stores ``top`` and ``resume`` (the next page's ``max_id``) and goes on fro
 there at the next poll; items that arrive meanwhile are newer than ``top`` and
 are read by the run after. Weibo ids (mids, comment ids) grow with time.
 
-**Delivery order** (base.py's, page by page): fetch a page (and the long text of
-its long posts, ``/statuses/extend?id=``) → envelopes, dead letters for malformed
-items, the account's own posts and replies skipped → :meth:`publish` (returns once
-Kafka acknowledged) → only then move the stream's cursor and save the checkpoint.
+**Delivery order** (base.py's, page by page): :meth:`fetch` yields a page (with the
+long text of its long posts, ``/statuses/extend?id=``) as envelopes, dead letters
+for malformed items, the account's own posts and replies skipped; the base
+publishes it (returns once Kafka acknowledged), and only then moves the stream's
+cursor and saves the checkpoint.
 A crash in between re-reads the page; the publisher's journal drops the ids it
 already delivered.
 
@@ -59,6 +62,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Generator
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from urllib.parse import urlencode
@@ -66,10 +70,11 @@ from urllib.parse import urlencode
 from weibo_api.config.urls import STATUS_DETAIL_URL, WEIBO_API_ROOT, WEIBO_LIST_URL
 
 from wenzheng.core import envelope
+from wenzheng.core.delivery import Out
 from wenzheng.core.errors import BadMessage, TransientError
 from wenzheng.core.privacy import pseudonym
 
-from .base import FETCHED, Connector
+from .base import Connector, Page, Pages, State
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +146,10 @@ def parse_created(value, now: datetime | None = None) -> datetime:
     text = str(value).strip()
     try:
         _, mon, day, hms, off, year = text.split()
-        h, m, s = (int(x) for x in hms.split(":"))
+        hour, minute, second = (int(x) for x in hms.split(":"))
         sign = -1 if off[0] == "-" else 1
         tz = timezone(sign * timedelta(hours=int(off[1:3]), minutes=int(off[3:5])))
-        return datetime(int(year), _MONTHS[mon], int(day), h, m, s, tzinfo=tz)
+        return datetime(int(year), _MONTHS[mon], int(day), hour, minute, second, tzinfo=tz)
     except (ValueError, KeyError, IndexError):
         pass
     now = (now or envelope.now()).astimezone(envelope.TZ).replace(microsecond=0)
@@ -235,8 +240,6 @@ class WeiboConnector(Connector):
         self.timeout = self.TIMEOUT
         self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
         self.gate = gate_for(self.api_base)
-        self.checkpoint.state.setdefault("streams", {})
-        self.checkpoint.state.setdefault("posts", {})
 
     @classmethod
     def from_config(cls, runtime, make_publisher):
@@ -244,46 +247,41 @@ class WeiboConnector(Connector):
         return [cls(runtime, make_publisher(f"weibo.{aid}"), f"weibo.{aid}", aid, acct, ch)
                 for aid, acct in ch.accounts.items()]
 
-    # --- poll ----------------------------------------------------------------------------
+    # --- fetch ---------------------------------------------------------------------------
 
-    def poll(self) -> int:
+    def fetch(self, cursor: State) -> Pages:
+        """The mentions, the comments that mention the account, then the comments on its
+        posts whose count moved; posts that left the timeline's first page are forgotten."""
         if self.gate.closed():
-            return 0  # the host throttles us: skip this poll (not a failure of this account's)
-        published = self._stream("mentions", MENTIONS, {}, "status")[0]
-        published += self._stream("mentions_cmt", MENTIONS_CMT, {}, "comment")[0]
-        st = self.checkpoint.state
-        watched, streams = st["posts"], st["streams"]
+            return  # the host throttles us: skip this poll (not a failure of this account's)
+        state = {"streams": cursor.get("streams", {}), "posts": cursor.get("posts", {})}
+        yield from self._stream(state, "mentions", MENTIONS, {}, "status")
+        yield from self._stream(state, "mentions_cmt", MENTIONS_CMT, {}, "comment")
+        watched, streams = state["posts"], state["streams"]
         posts = self._own_posts()
         for post in posts:
             mid = str(post.get("mid") or post.get("id"))
             count, key = int(post.get("comments_count") or 0), f"comments:{mid}"
             if count == watched.get(mid, 0) and not streams.get(key, {}).get("resume"):
                 continue  # no new comments since its stream last caught up
-            n, caught_up = self._stream(key, HOTFLOW, {"id": mid, "mid": mid}, "comment", post)
-            published += n
-            if caught_up:
+            if (yield from self._stream(state, key, HOTFLOW, {"id": mid, "mid": mid}, "comment", post)):
                 watched[mid] = count
-                self.checkpoint.save()
-        # Posts that left the first page of the timeline are no longer watched.
+                yield Page(state=state)
         current = {str(p.get("mid") or p.get("id")) for p in posts}
-        stale = [m for m in watched if m not in current]
-        stale_keys = [k for k in streams if k.startswith("comments:") and k[9:] not in current]
-        if stale or stale_keys:
-            for m in stale:
-                del watched[m]
-            for k in stale_keys:
-                del streams[k]
-            self.checkpoint.save()
-        return published
+        for m in [m for m in watched if m not in current]:
+            del watched[m]
+        for k in [k for k in streams if k.startswith("comments:") and k[9:] not in current]:
+            del streams[k]
+        yield Page(state=state)
 
-    def _stream(self, key: str, path: str, params: dict, kind: str, post: dict | None = None) -> tuple[int, bool]:
-        """Read one stream from its cursor, at most ``max_pages`` pages; publish and
-        checkpoint page by page. Return (published, caught up)."""
-        streams = self.checkpoint.state["streams"]
+    def _stream(self, state: State, key: str, path: str, params: dict, kind: str,
+                post: dict | None = None) -> Generator[Page, None, bool]:
+        """Pages of one stream from its cursor (``state["streams"][key]``), at most
+        ``max_pages``, newest first; return whether it caught up."""
+        streams = state["streams"]
         cur = streams.get(key) or {"since": 0}
         since, top, max_id = int(cur.get("since") or 0), cur.get("top"), cur.get("resume") or 0
         max_id_type = cur.get("resume_type", 0)
-        published = 0
         for _ in range(self.max_pages):
             query = {**params, "max_id": max_id}
             if path == HOTFLOW:
@@ -292,7 +290,6 @@ class WeiboConnector(Connector):
             items = data.get("data")
             if not isinstance(items, list):
                 raise Throttled(f"{path}: answer without a data list")
-            FETCHED.labels(self.name).inc(len(items))
             fresh, caught_up = [], False
             for item in items:
                 iid = _item_id(item)
@@ -302,21 +299,17 @@ class WeiboConnector(Connector):
                 fresh.append(item)
                 if iid is not None:
                     top = max(int(top or 0), iid)
-            envs, dead = self._convert(fresh, kind, post)
-            self.publish(envs, dead)  # returns once Kafka acknowledged; only then the cursor moves
-            published += len(envs)
             nxt = data.get("max_id") or 0
             if caught_up or not nxt or not items:
-                new = {"since": max(since, int(top or 0))}
+                streams[key] = {"since": max(since, int(top or 0))}
             else:
-                new = {"since": since, "top": top, "resume": nxt, "resume_type": data.get("max_id_type", 0)}
-            if new != streams.get(key):
-                streams[key] = new
-                self.checkpoint.save()
-            if "resume" not in new:
-                return published, True
-            max_id, max_id_type = nxt, new["resume_type"]
-        return published, False
+                streams[key] = {"since": since, "top": top, "resume": nxt, "resume_type": data.get("max_id_type", 0)}
+            envs, dead = self._convert(fresh, kind, post)
+            yield Page(envs, dead, state=state, fetched=len(items))
+            if "resume" not in streams[key]:
+                return True
+            max_id, max_id_type = nxt, streams[key]["resume_type"]
+        return False
 
     def _own_posts(self) -> list[dict]:
         url = WEIBO_LIST_URL.format(id=self.uid, page_num=1).replace(WEIBO_API_ROOT, "/")
@@ -328,7 +321,7 @@ class WeiboConnector(Connector):
 
     # --- items -----------------------------------------------------------------------------
 
-    def _convert(self, items: list, kind: str, post: dict | None) -> tuple[list[dict], list]:
+    def _convert(self, items: list, kind: str, post: dict | None) -> tuple[list[dict], list[Out]]:
         envs, dead = [], []
         for item in items:
             todo = [item]
@@ -349,7 +342,7 @@ class WeiboConnector(Connector):
         user = item.get("user")
         return isinstance(user, dict) and str(user.get("id")) == self.uid
 
-    def _author(self, item: dict) -> tuple[str, dict]:
+    def _author(self, item: dict) -> tuple[str | None, dict]:
         user = item.get("user")
         if not isinstance(user, dict) or not user.get("id"):
             raise BadMessage("item has no user id")
@@ -368,7 +361,8 @@ class WeiboConnector(Connector):
         author, pii = self._author(status)
         retweeted = status.get("retweeted_status")
         context = strip_html(retweeted.get("text") or "")[: self.CONTEXT_CHARS] if isinstance(retweeted, dict) else ""
-        pics = status.get("pics") if isinstance(status.get("pics"), list) else []
+        pics = status.get("pics")
+        pics = pics if isinstance(pics, list) else []
         return envelope.make(
             channel="weibo", account=self.account_id, source_id=mid, text=strip_html(html),
             posted_at=parse_created(status.get("created_at")), author=author, pii=pii, context=context,
@@ -396,7 +390,7 @@ class WeiboConnector(Connector):
             attachments=[{"kind": "image", "url": url}] if url else [], raw=comment,
         )
 
-    def _dead_item(self, item, kind: str, exc: Exception) -> object:
+    def _dead_item(self, item, kind: str, exc: Exception) -> Out:
         reason = exc.reason if isinstance(exc, BadMessage) else f"unreadable {kind}: {type(exc).__name__} {exc}"
         iid = _item_id(item)
         dump = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
@@ -453,8 +447,3 @@ class WeiboConnector(Connector):
             raise Throttled(f"Weibo {what}: ok {ok} {doc.get('msg') or ''}".rstrip())
         self.gate.ok()
         return data
-
-
-# Registration: wenzheng.ingest.worker needs
-#     CONNECTORS["weibo"] = WeiboConnector
-# (done there, not here: importing this module must not change the worker's table).

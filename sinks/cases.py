@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from wenzheng.core import storage
 from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
 
 from .repeats import Deduper, normalise
@@ -121,22 +122,12 @@ class Ledger:
         self.window = timedelta(days=window_days)
         self.deduper = deduper or Deduper()
         kw: dict = {"future": True}
-        if url.startswith("sqlite"):
-            kw["connect_args"] = {"timeout": 30}
-        elif schema:
+        if schema and not url.startswith("sqlite"):
             kw["connect_args"] = {"options": f"-csearch_path={schema}"}
         self.engine = sa.create_engine(url, **kw)
-        if self.sqlite:
-            @sa.event.listens_for(self.engine, "connect")
-            def _pragmas(dbapi, _):
-                dbapi.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
-                dbapi.execute("PRAGMA journal_mode=WAL")
-                dbapi.execute("PRAGMA synchronous=FULL")
-                dbapi.execute("PRAGMA foreign_keys=ON")
-
-            @sa.event.listens_for(self.engine, "begin")
-            def _immediate(conn):  # take the write lock up front: no upgrade deadlocks
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if self.sqlite:  # the same durability as the rest of the local state (core.storage)
+            sa.event.listen(self.engine, "connect", lambda dbapi, _: storage.prepare(dbapi, "foreign_keys=ON"))
+            sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(storage.BEGIN))
         try:
             meta.create_all(self.engine)
         except OperationalError as exc:

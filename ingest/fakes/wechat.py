@@ -16,9 +16,9 @@ answering like api.weixin.qq.com, errcodes included:
   end before start), 65417 a period longer than 24 hours.
 
 Faults on demand: :meth:`FakeWeChat.fail` queues errcodes (45009, -1…) or HTTP
-statuses (500…) for the next requests to a path; :meth:`FakeWeChat.expire_tokens`
-makes every issued token answer 42001; ``token_ttl`` / ``token_uses`` expire
-tokens by time or by use. Every request is recorded in ``requests``.
+statuses (500…) for the next requests to a path; ``token_ttl`` / ``token_uses``
+expire tokens by time or by use (then they answer 42001). Every request is
+recorded in ``requests``.
 
 :class:`PushClient` signs (and in safe mode encrypts, with wechatpy's
 WeChatCrypto) push requests with the XML of WeChat's published samples and
@@ -87,11 +87,6 @@ class FakeWeChat(LocalServer):
         """The next requests to ``path`` answer these: an errcode (45009, -1, 40001…) or "http:500"."""
         with self._lock:
             self._faults[path].extend(faults)
-
-    def expire_tokens(self) -> None:
-        with self._lock:
-            for t in self.tokens.values():
-                t["until"] = 0
 
     def count(self, path: str, since: float = 0.0) -> int:
         with self._lock:

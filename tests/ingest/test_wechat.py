@@ -41,7 +41,7 @@ from wenzheng.ingest.fakes.wechat import (
     voice_xml,
 )
 from wenzheng.ingest.wechat import WeChatAPIError, WeChatConnector
-from wenzheng.ingest.worker import CONNECTORS, IngestWorker
+from wenzheng.ingest.worker import IngestWorker
 
 APPID, APPID_AES, APPID_POLL = "wx1234567890abcdef", "wxfedcba0987654321", "wx00112233445566aa"
 TOKEN = "wzgz-callback-token"
@@ -95,8 +95,6 @@ class Stack:
 def ingest_worker(cfg):
     """A real ingest worker in this process (scheduler, drainers, HTTP routes on a free
     port): yields (runtime, service), stops everything after."""
-    registered = CONNECTORS.get("wechat")
-    CONNECTORS["wechat"] = WeChatConnector  # in-process only; the worker module must register it itself
     runtime = Runtime(load(cfg)).connect()
     worker = IngestWorker(runtime)
     service = Service("127.0.0.1", 0, "ingest")
@@ -112,8 +110,6 @@ def ingest_worker(cfg):
         thread.join(20)
         service.stop()
         runtime.journal.close()
-        if registered is None:
-            CONNECTORS.pop("wechat", None)
 
 
 @pytest.fixture(scope="module")
@@ -216,12 +212,10 @@ def test_malformed_xml_after_a_valid_signature_is_dead_lettered(stack):
 
 
 def test_a_wenzheng_worker_ingest_process_serves_the_callback(bootstrap, tmp_path):
-    """`wenzheng worker ingest` as its own process (registering the connector first, until
-    wenzheng.ingest.worker does), answering a safe-mode push and publishing it."""
+    """`wenzheng worker ingest` as its own process, answering a safe-mode push and publishing it."""
     cfg = wechat_config(tmp_path, bootstrap, ACCOUNTS)
     port = free_port()
-    code = ("from wenzheng.ingest.worker import CONNECTORS; from wenzheng.ingest.wechat import WeChatConnector; "
-            "CONNECTORS.setdefault('wechat', WeChatConnector); from wenzheng.app.cli import main; "
+    code = ("from wenzheng.app.cli import main; "
             f"raise SystemExit(main(['worker', 'ingest', '--config', {str(cfg)!r}, '--port', '{port}']))")
     with open(tmp_path / "ingest.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
