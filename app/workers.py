@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+from dataclasses import fields
 
 from wenzheng.config import LoadedConfig
+from wenzheng.config.schema import HttpSettings
 from wenzheng.core.registry import REGISTRY, resolve
 from wenzheng.core.runtime import Runtime
-from wenzheng.core.service import Service
+from wenzheng.core.service import Limits, Service
 from wenzheng.core.stage import Stage, StageWorker
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,11 @@ def default_port(config: LoadedConfig, kind: str, base: int | None = None) -> in
     return 0 if base == 0 else base + (REGISTRY.stage(kind).port_offset or 0)
 
 
+def http_limits(http: HttpSettings) -> Limits:
+    """The service's limits from ``http.*`` (the settings name each field as Limits does)."""
+    return Limits(**{f.name: getattr(http, f.name) for f in fields(Limits)})
+
+
 def make_worker(runtime: Runtime, kind: str):
     """The registry's factory for ``kind``; a topic-to-topic Stage gets the standard StageWorker."""
     made = resolve(REGISTRY.stage(kind).factory)(runtime)
@@ -39,10 +46,10 @@ def run(config: LoadedConfig, kind: str, port: int | None = None, model_dir: str
         runtime.options["model"] = model_dir
     worker = make_worker(runtime, kind)
     health = worker.health
-    service = Service(config.settings.http.host, default_port(config, kind) if port is None else port, kind)
+    service = Service(config.settings.http.host, default_port(config, kind) if port is None else port, kind,
+                      http_limits(config.settings.http))
     service.health = health
-    for method, prefix, handler in worker.routes():
-        service.add(method, prefix, handler)
+    service.add(*worker.routes())
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())
     service.start()

@@ -378,9 +378,27 @@ class HttpSettings(Model):
     """Use 0.0.0.0 in production so WeChat can reach the callback."""
     port: int = 8080
 
+    """Every worker's HTTP service; the limits hold before a handler runs (wenzheng.core.service)."""
+
 
 class StateSettings(Model):
     dir: str = "var/state"
+    max_body_bytes: int = Field(1 << 20, ge=1)
+    """A request body over this is refused (413) before it is read: WeChat pushes and Open311 bodies are small."""
+    read_timeout_seconds: float = Field(10.0, gt=0)
+    """A request's headers, then its body, must each arrive within this (408 or closed): no slowloris."""
+    keepalive_seconds: int = Field(5, ge=1)
+    """How long a connection may stay silent, new or between requests, before it is closed."""
+    max_concurrency: int = Field(500, ge=1)
+    """Connections (or requests) at once; beyond it a request gets 503."""
+    handler_threads: int = Field(16, ge=1)
+    """Threads that run the routes' handlers; more requests wait for one."""
+    rate_limit_per_minute: float = Field(120.0, ge=0)
+    """Requests a minute per client address on public routes (case lookup, Open311); 0: no limit."""
+    rate_limit_burst: int = Field(30, ge=1)
+    """Requests a client may make at once before the per-minute rate applies (429 with Retry-After beyond)."""
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
+    """Addresses whose X-Forwarded-For names the client (your reverse proxy), for the rate limit."""
     """Checkpoints, the delivery journal and trained models live here (relative to the cwd)."""
     dedup_retention_days: float = 14
     """How long message ids are remembered for de-duplication."""

@@ -78,7 +78,7 @@ class Stage(ABC):
         """Called after each committed batch (and when idle): e.g. switch to a promoted model."""
 
     def routes(self) -> list:
-        """HTTP routes (method, path prefix, handler) to serve beside /healthz and /metrics."""
+        """HTTP routes (wenzheng.core.service.Route) to serve beside /healthz and /metrics."""
         return []
 
 

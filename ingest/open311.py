@@ -61,6 +61,7 @@ from urllib.parse import parse_qs
 from wenzheng.config import CATEGORIES
 from wenzheng.core import envelope
 from wenzheng.core.privacy import pseudonym
+from wenzheng.core.service import Body, Param, Reply, Request, Route
 from wenzheng.core.storage import LocalDB, shared
 
 from .base import Connector
@@ -170,6 +171,39 @@ def _coord(params: dict, field: str, bound: float) -> float | None:
     return f
 
 
+def _array(item: dict) -> dict:
+    return {"type": "array", "items": {"type": "object", **item}}
+
+
+def _props(kind: str, *names: str, nullable: bool = False) -> dict:
+    return {n: {"type": kind, **({"nullable": True} if nullable else {})} for n in names}
+
+
+#: GeoReport's statuses here, and the shapes of its documents, for the OpenAPI document
+ERROR_CODES = {400: "missing or wrong fields; nothing kept", 403: "api_key missing or unknown",
+               404: "no such request", 413: "body over 256 KiB",
+               422: "Idempotency-Key already used for another request"}
+_ERRORS = _array({"required": ["code", "description"], "properties": {
+    "code": {"type": "integer"}, "description": {"type": "string"}}})
+_SUBMITTED = {"required": ["service_request_id"], "properties": {
+    **_props("string", "service_request_id", "service_notice"), **_props("string", "account_id", nullable=True)}}
+_STATUS = {"required": ["service_request_id", "status"], "properties": {
+    **_props("string", "service_request_id", "status", "status_notes", "service_name", "service_code",
+             "description", "service_notice", "requested_datetime", "updated_datetime", "address"),
+    **_props("string", "agency_responsible", "expected_datetime", "address_id", "zipcode", "media_url",
+             nullable=True),
+    **_props("number", "lat", "long", nullable=True)}}
+_SERVICE = {"required": ["service_code", "service_name"], "properties": {
+    **_props("string", "service_code", "service_name", "description", "type", "keywords", "group"),
+    "metadata": {"type": "boolean"}}}
+_REQUEST_FIELDS = {"type": "object", "required": ["service_code", "description"], "properties": {
+    "service_code": {"type": "string", "enum": list(CATEGORIES)},
+    **_props("string", "description", "address_string", "address_id", "email", "first_name", "last_name", "phone",
+             "media_url", "device_id", "account_id", "api_key"),
+    "lat": {"type": "number", "minimum": -90, "maximum": 90},
+    "long": {"type": "number", "minimum": -180, "maximum": 180}}}
+
+
 class Open311Connector(Connector):
     """Push only: never polled, but ``run_once`` still drains its spool while Kafka was down."""
 
@@ -187,14 +221,25 @@ class Open311Connector(Connector):
     def from_config(cls, runtime, make_publisher):
         return [cls(runtime, make_publisher("open311"), "open311")] if runtime.settings.channels.webform.open311 else []
 
-    def routes(self):
-        return [("POST", "/open311/requests.json", self.handle_post),
-                ("GET", "/open311/requests", self.handle_get),
-                ("GET", "/open311/services.json", self.handle_services)]
+    def routes(self) -> list[Route]:
+        """Public: city apps post straight from phones, citizens look their requests up."""
+        errors = {code: Body(why, schema=_ERRORS) for code, why in ERROR_CODES.items()}
+        return [
+            Route("/open311/requests.json", self.handle_post, ("POST",), "submit a service request", public=True,
+                  params=(Param("api_key", description="when open311_api_keys are configured (or in the body)"),
+                          Param("Idempotency-Key", "header", "the same for every retry of one request")),
+                  body=Body("GeoReport v2 fields", ("application/x-www-form-urlencoded", "application/json"),
+                            _REQUEST_FIELDS),
+                  responses={201: Body("taken", schema=_array(_SUBMITTED)), **errors}),
+            Route("/open311/requests/{id}.json", self.handle_get, summary="one service request (public fields)",
+                  public=True, responses={200: Body("its status", schema=_array(_STATUS)), 404: errors[404]}),
+            Route("/open311/services.json", self.handle_services, summary="the service list (the twelve categories)",
+                  public=True, responses={200: Body("the services", schema=_array(_SERVICE))}),
+        ]
 
     # --- POST ------------------------------------------------------------------------
 
-    def handle_post(self, req) -> tuple[int, str, bytes]:
+    def handle_post(self, req: Request) -> Reply:
         """One GeoReport v2 service request (steps 1–5 of the order above)."""
         try:
             params = _params(req)
@@ -289,12 +334,9 @@ class Open311Connector(Connector):
 
     # --- GET -------------------------------------------------------------------------
 
-    def handle_get(self, req) -> tuple[int, str, bytes]:
-        """``/open311/requests/<id>.json``: the request's status, from the local index."""
-        tail = req.path[len("/open311/requests/"):]
-        if "/" in tail or not tail.endswith(".json") or len(tail) <= len(".json"):
-            return _error(404, "not found: use /open311/requests/<service_request_id>.json")
-        srid = tail[: -len(".json")]
+    def handle_get(self, req: Request) -> Reply:
+        """``/open311/requests/{id}.json``: the request's status, from the local index."""
+        srid = req.params["id"]
         row = _index_for(self.runtime.state_dir).get(self.name, srid)
         if row is None:
             return _error(404, f"service_request_id {srid!r} not found")
@@ -307,7 +349,7 @@ class Open311Connector(Connector):
             "lat": row["lat"], "long": row["lon"], "media_url": row["media_url"] or None,
         }])
 
-    def handle_services(self, req) -> tuple[int, str, bytes]:
+    def handle_services(self, req: Request) -> Reply:
         """The configuration's twelve categories (categories.yaml) as GeoReport services."""
         return _ok(200, [{"service_code": c.code, "service_name": c.name,
                           "description": f"{c.name}：{c.scope}" if c.scope else c.name, "metadata": False,

@@ -72,6 +72,7 @@ from wechatpy.utils import check_signature
 from wenzheng.core import envelope
 from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
 from wenzheng.core.privacy import pseudonym
+from wenzheng.core.service import Body, Param, Reply, Request, Route
 from wenzheng.core.storage import LocalDB, shared
 
 from .base import Connector, Page, Pages, State
@@ -82,6 +83,10 @@ XML = "application/xml; charset=utf-8"
 PLAIN = "text/plain; charset=utf-8"
 FORBIDDEN = (403, PLAIN, b"forbidden")
 SUCCESS = (200, PLAIN, b"success")
+#: A push as the OpenAPI document shows it (WeChat's XML, <xml> at the root)
+PUSH_SCHEMA = {"type": "object", "xml": {"name": "xml"}, "properties": {
+    **{k: {"type": "string"} for k in ("ToUserName", "FromUserName", "MsgType", "Content", "Event", "Encrypt")},
+    "CreateTime": {"type": "integer"}, "MsgId": {"type": "integer"}}}
 
 #: errcodes worth waiting for: -1 system busy, 45009 daily / 45011 minute quota reached
 TRANSIENT_CODES = {-1, 45009, 45011}
@@ -164,6 +169,8 @@ class _Accounts(dict[str, "WeChatConnector"]):
 
 class WeChatConnector(Connector):
     channel = "wechat"
+    accounts: _Accounts | None = None
+    """Shared by the accounts from_config made together (else this one alone)."""
 
     RECEIPT = "您的留言已收到，我们将尽快转交相关部门办理。"
     """Passive reply to a citizen's message; empty: reply ``success`` (nothing shown)."""
@@ -190,17 +197,36 @@ class WeChatConnector(Connector):
     @classmethod
     def from_config(cls, runtime, make_publisher):
         ch = runtime.settings.channels.wechat
-        return [cls(runtime, make_publisher(f"wechat.{aid}"), f"wechat.{aid}", aid, acct, ch.api_base,
+        made = [cls(runtime, make_publisher(f"wechat.{aid}"), f"wechat.{aid}", aid, acct, ch.api_base,
                     ch.poll_seconds if acct.poll else 0.0)
                 for aid, acct in ch.accounts.items()]
+        accounts = _Accounts({c.account_id: c for c in made})
+        for c in made:
+            c.accounts = accounts
+        return made
 
-    def routes(self):
-        path = f"/wechat/{self.account_id}"
-        return [("GET", path, self.handle), ("POST", path, self.handle)]
+    def routes(self) -> list[Route]:
+        """Every account declares the same two routes; the service serves them once."""
+        if self.accounts is None:
+            self.accounts = _Accounts({self.account_id: self})
+        signed = (Param("signature", required=True), Param("timestamp", required=True), Param("nonce", required=True))
+        refused = {403: Body("unsigned or forged", ("text/plain",)), 404: Body("no such account", ("text/plain",))}
+        return [
+            Route("/wechat/{account}", self.accounts.handle, summary="WeChat's URL check (接入验证): echoes echostr",
+                  params=(*signed, Param("echostr", required=True)),
+                  responses={200: Body("echostr", ("text/plain",)), 400: Body("echostr missing", ("text/plain",)),
+                             **refused}),
+            Route("/wechat/{account}", self.accounts.handle, ("POST",), summary="a pushed message or event",
+                  params=(*signed, Param("encrypt_type", schema={"enum": ["raw", "aes"]}), Param("msg_signature")),
+                  body=Body("the message, XML (in safe mode: <Encrypt> holds it)", ("text/xml", "application/xml"),
+                            PUSH_SCHEMA),
+                  responses={200: Body("success, or a passive reply (encrypted when the push was)",
+                                       ("text/plain", "application/xml")), **refused}),
+        ]
 
     # --- push ------------------------------------------------------------------------
 
-    def handle(self, req) -> tuple[int, str, bytes]:
+    def handle(self, req: Request) -> Reply:
         """One callback from WeChat (steps 1–6 of the order above)."""
         q = {k: v[-1] for k, v in parse_qs(req.query, keep_blank_values=True).items()}
         ts, nonce = q.get("timestamp", ""), q.get("nonce", "")
@@ -259,7 +285,7 @@ class WeChatConnector(Connector):
             raise BadMessage("message lacks MsgId or FromUserName")
         try:
             posted = datetime.fromtimestamp(int(m.get("CreateTime")), envelope.TZ)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, OSError):  # OverflowError/OSError: out of time_t's range
             raise BadMessage(f"bad CreateTime {m.get('CreateTime')!r}") from None
         text, attachments, location = "", [], None
         if kind == "text":

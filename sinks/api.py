@@ -17,6 +17,7 @@ from datetime import datetime
 
 from wenzheng.config import load as load_config
 from wenzheng.core.command import Command, UsageError, parse_time
+from wenzheng.core.service import JSON, Body, Param, Reply, Request, Route
 
 from .cases import CaseError, Ledger
 
@@ -51,34 +52,54 @@ def public(case: dict) -> dict:
                         for e in case["events"]]}
 
 
-def routes(ledger: Ledger):
-    def get(req):
-        tracking = req.path[len("/cases/"):].strip("/")
-        try:
-            return 200, "application/json; charset=utf-8", _json(public(ledger.get(tracking))).encode()
-        except CaseError as exc:
-            return 404, "application/json; charset=utf-8", _json({"error": str(exc)}).encode()
+_ERROR = Body("why", schema={"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}})
+_PUBLIC = {"type": "object", "required": ["tracking_no", "status", "history"], "properties": {
+    "tracking_no": {"type": "string"}, "status": {"type": "string"},
+    "satisfaction": {"type": "integer", "nullable": True},
+    "history": {"type": "array", "items": {"type": "object", "required": ["at", "event"]}}}}
+_ACTION = {"type": "object", "properties": {
+    "office_id": {"type": "string", "description": "the acting office (claim, reply)"},
+    "actor": {"type": "string"}, "text": {"type": "string", "description": "the reply"},
+    "satisfaction": {"type": "integer", "minimum": 1, "maximum": 5, "description": "on close"},
+    "reason": {"type": "string", "description": "on reopen"}}}
 
-    def post(req):
-        parts = req.path[len("/cases/"):].strip("/").split("/")
-        if len(parts) != 2:
-            return 404, "application/json; charset=utf-8", b'{"error": "POST /cases/<tracking no>/<action>"}'
+
+def routes(ledger: Ledger) -> list[Route]:
+    def reply(status: int, doc) -> Reply:
+        return status, JSON, _json(doc).encode()
+
+    def get(req: Request) -> Reply:
+        try:
+            return reply(200, public(ledger.get(req.params["tracking_no"])))
+        except CaseError as exc:
+            return reply(404, {"error": str(exc)})
+
+    def post(req: Request) -> Reply:
+        tracking, action = req.params["tracking_no"], req.params["action"]
+        if action not in ACTIONS:
+            return reply(404, {"error": f"unknown action {action!r} (one of {', '.join(ACTIONS)})"})
         try:
             body = json.loads(req.body or b"{}")
             if not isinstance(body, dict):
                 raise ValueError("not an object")
         except ValueError as exc:
-            return 400, "application/json; charset=utf-8", _json({"error": f"body is not a JSON object: {exc}"}).encode()
+            return reply(400, {"error": f"body is not a JSON object: {exc}"})
+        if wrong := [k for k in ("office_id", "actor", "text", "reason") if not isinstance(body.get(k) or "", str)]:
+            return reply(400, {"error": f"{', '.join(wrong)}: not a string"})
         try:
-            case = act(ledger, parts[0], parts[1], body)
+            return reply(200, act(ledger, tracking, action, body))
         except CaseError as exc:
-            code = 404 if str(exc).startswith("no case") else 409
-            return code, "application/json; charset=utf-8", _json({"error": str(exc)}).encode()
+            return reply(404 if str(exc).startswith("no case") else 409, {"error": str(exc)})
         except (TypeError, ValueError) as exc:
-            return 400, "application/json; charset=utf-8", _json({"error": str(exc)}).encode()
-        return 200, "application/json; charset=utf-8", _json(case).encode()
+            return reply(400, {"error": str(exc)})
 
-    return [("GET", "/cases/", get), ("POST", "/cases/", post)]
+    return [Route("/cases/{tracking_no}", get, summary="a case, public fields (a citizen's lookup)", public=True,
+                  responses={200: Body("the case", schema=_PUBLIC), 404: _ERROR}),
+            Route("/cases/{tracking_no}/{action}", post, ("POST",), "an office claims, replies, closes or reopens",
+                  params=(Param("action", "path", schema={"type": "string", "enum": list(ACTIONS)}),),
+                  body=Body("the action's fields", schema=_ACTION),
+                  responses={200: Body("the case after it", schema={"type": "object"}),
+                             **dict.fromkeys((400, 404, 409), _ERROR)})]
 
 
 class CaseCommand(Command):

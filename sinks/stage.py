@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from wenzheng.core import envelope
 from wenzheng.core.delivery import Out, Publisher
@@ -20,6 +21,9 @@ from wenzheng.core.stage import Stage
 
 from .cases import Ledger
 from .supervise import SupervisionJob
+
+if TYPE_CHECKING:
+    from wenzheng.core.service import Route
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class LedgerStage(Stage):
         except Exception:  # the job must never stop the ledger
             log.exception("supervision run failed")
 
-    def routes(self) -> list:
+    def routes(self) -> list[Route]:
         from .api import routes  # the case API (it imports the CLI's command base)
 
         return routes(self.ledger)

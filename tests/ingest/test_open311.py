@@ -76,8 +76,7 @@ def make_stack(runtime, bootstrap, **webform):
     publisher = Publisher(runtime.settings, make_producer(runtime.settings), runtime.journal, "ingest.open311")
     (connector,) = Open311Connector.from_config(runtime, lambda name: publisher)
     service = Service("127.0.0.1", 0, "ingest")
-    for method, prefix, handler in connector.routes():
-        service.add(method, prefix, handler)
+    service.add(*connector.routes())
     return Stack(bootstrap, runtime, connector, service.start()), service
 
 

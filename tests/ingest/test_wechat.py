@@ -98,8 +98,7 @@ def ingest_worker(cfg):
     runtime = Runtime(load(cfg)).connect()
     worker = IngestWorker(runtime)
     service = Service("127.0.0.1", 0, "ingest")
-    for method, prefix, handler in worker.routes():
-        service.add(method, prefix, handler)
+    service.add(*worker.routes())
     service.start()
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -268,8 +267,7 @@ def test_pushes_while_kafka_is_down_are_kept_and_published_after(bootstrap, tmp_
     (conn,) = WeChatConnector.from_config(runtime, lambda name: Flaky(Publisher(
         runtime.settings, make_producer(runtime.settings), runtime.journal, f"ingest.{name}")))
     service = Service("127.0.0.1", 0, "ingest")
-    for method, prefix, handler in conn.routes():
-        service.add(method, prefix, handler)
+    service.add(*conn.routes())
     service.start()
     try:
         client = PushClient(f"http://127.0.0.1:{service.port}/wechat/gz", TOKEN, APPID)

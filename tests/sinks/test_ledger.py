@@ -167,8 +167,7 @@ def test_supervision_grades_and_repeats_red_daily(ledger):
 def test_http_api_for_offices_and_citizens(ledger):
     t = ledger.record(routed("wechat:1", "唐江镇幸福路的路灯坏了"))["tracking_no"]
     svc = Service("127.0.0.1", free_port(), "ledger")
-    for method, prefix, handler in routes(ledger):
-        svc.add(method, prefix, handler)
+    svc.add(*routes(ledger))
     svc.start()
     base = f"http://127.0.0.1:{svc.port}/cases/{t}"
     try:
