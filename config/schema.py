@@ -374,15 +374,11 @@ class KafkaSettings(Model):
 
 
 class HttpSettings(Model):
+    """Every worker's HTTP service; the limits hold before a handler runs (wenzheng.core.service)."""
+
     host: str = "127.0.0.1"
     """Use 0.0.0.0 in production so WeChat can reach the callback."""
     port: int = 8080
-
-    """Every worker's HTTP service; the limits hold before a handler runs (wenzheng.core.service)."""
-
-
-class StateSettings(Model):
-    dir: str = "var/state"
     max_body_bytes: int = Field(1 << 20, ge=1)
     """A request body over this is refused (413) before it is read: WeChat pushes and Open311 bodies are small."""
     read_timeout_seconds: float = Field(10.0, gt=0)
@@ -399,6 +395,10 @@ class StateSettings(Model):
     """Requests a client may make at once before the per-minute rate applies (429 with Retry-After beyond)."""
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
     """Addresses whose X-Forwarded-For names the client (your reverse proxy), for the rate limit."""
+
+
+class StateSettings(Model):
+    dir: str = "var/state"
     """Checkpoints, the delivery journal and trained models live here (relative to the cwd)."""
     dedup_retention_days: float = 14
     """How long message ids are remembered for de-duplication."""
