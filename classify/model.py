@@ -19,7 +19,18 @@ training split, then the fixed test split; the figures are in the issue note):
   it says;
 * jurisdiction: the place names in the text first (``places.PlaceResolver``);
   the jurisdiction head is trained only on the records no place name decides,
-  and answers only for those.
+  and answers only for those;
+* more outputs: any other labelled field named in ``classifier.outputs`` (e.g.
+  ``urgency``) gets a head of its own, is predicted into ``Prediction.outputs`` and
+  recorded as ``<field>`` and ``<field>_confidence`` after the three fixed fields.
+
+Switchable features, measured side by side by ``benchmarks/features.py`` (the
+figures are in its output): character n-grams of several lengths, the title's
+words counted again, the request sentences (first, last, 希望/要求/恳请…) counted
+again, the 归口 handbook's terms as dictionary words and marker tokens, and
+sigmoid, isotonic or temperature calibration. A parameter a model was saved
+without takes its neutral value (``NEUTRAL_PARAMS``) when it loads, so an old
+model cuts and decides as it did.
 
 A model directory holds ``model.pkl`` (the vectorizer, the heads, the feature
 parameters, the words of its dictionary and the place resolver), ``meta.json``
@@ -40,7 +51,9 @@ import pickle
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +71,8 @@ from . import text as textmod
 from .places import PlaceResolver
 
 FIELDS = ("category", "type", "jurisdiction")
+# Keys of a classification record no extra output may take.
+RESERVED = frozenset({*FIELDS, "model_version", "jurisdiction_source", "classified_at"})
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
 FORMAT = 2
 TIME_FIELDS = ("posted_at", "created_at", "time", "date")
@@ -73,7 +88,16 @@ DEFAULT_PARAMS = {
     "folds": 5,            # calibration folds (fewer when a class has fewer examples) …
     "large": 20000,        # … and 3, run in parallel, for a head of this many records or more
     "min_class": 3,        # labels with fewer examples are repeated up to this many
+    "chars_min": None,     # shortest character n-gram (None: only ``chars`` long)
+    "title_weight": 1,     # times the title's words count (1: as the text's)
+    "request_weight": 0,   # extra times the request sentences' words count (0: none)
+    "handbook": "off",     # "words": the 归口 handbook's terms in the dictionary; "markers": also §label tokens
+    "calibration": "sigmoid",  # or "isotonic", "temperature"
 }
+# What a parameter a model was saved without meant then: the behaviour before it existed.
+NEUTRAL_PARAMS = {"chars_min": None, "title_weight": 1, "request_weight": 0, "handbook": "off",
+                  "calibration": "sigmoid"}
+CHOICES = {"handbook": ("off", "words", "markers"), "calibration": ("sigmoid", "isotonic", "temperature")}
 
 
 def code_version() -> str:
@@ -85,7 +109,7 @@ def code_version() -> str:
         return "unknown"
 
 
-def read_labelled(paths: list[str | Path]) -> list[dict]:
+def read_labelled(paths: Sequence[str | Path]) -> list[dict]:
     """Labelled history from JSONL or CSV files (fields text, title?, category?, type?, jurisdiction?)."""
     rows: list[dict] = []
     for p in paths:
@@ -155,6 +179,31 @@ def data_hash(rows: list[dict]) -> str:
     return h.hexdigest()
 
 
+def check_params(params: dict | None) -> dict:
+    """``DEFAULT_PARAMS`` with ``params`` over them, refused when a name or a choice is unknown."""
+    unknown = set(params or {}) - set(DEFAULT_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown model parameters: {', '.join(sorted(unknown))}")
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    for name, allowed in CHOICES.items():
+        if p[name] not in allowed:
+            raise ValueError(f"model parameter {name} must be one of {', '.join(allowed)}, not {p[name]!r}")
+    return p
+
+
+def check_outputs(outputs) -> list[str]:
+    """The extra fields to train heads for: lower-case identifiers that no record key takes."""
+    out: list[str] = []
+    for name in outputs or []:
+        if not (isinstance(name, str) and name.isidentifier() and name.islower()):
+            raise ValueError(f"classifier output {name!r}: must be a lower-case identifier")
+        if name in RESERVED or name.endswith("_confidence"):
+            raise ValueError(f"classifier output {name!r}: a classification record already has that key")
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def _doc(r: dict) -> str:
     return f"{r.get('title') or ''} {r.get('text') or ''}".strip()
 
@@ -174,12 +223,26 @@ class Prediction:
     type_confidence: float
     jurisdiction: str
     jurisdiction_source: str
+    outputs: dict[str, tuple[str, float]] = dc_field(default_factory=dict)
+    """The extra outputs (``classifier.outputs``): field → (label, confidence)."""
+
+    def label(self, name: str) -> str:
+        return self.outputs[name][0] if name in self.outputs else getattr(self, name)
+
+    def confidence(self, name: str) -> float | None:
+        if name in self.outputs:
+            return self.outputs[name][1]
+        return getattr(self, f"{name}_confidence", None)
 
     def record(self, model_version: str) -> dict:
-        """The ``classification`` a classified message carries (without its time)."""
-        return {"category": self.category, "category_confidence": self.category_confidence, "type": self.type,
-                "type_confidence": self.type_confidence, "jurisdiction": self.jurisdiction,
-                "jurisdiction_source": self.jurisdiction_source, "model_version": model_version}
+        """The ``classification`` a classified message carries (without its time): the fixed
+        fields as they always were, then each extra output and its confidence."""
+        rec = {"category": self.category, "category_confidence": self.category_confidence, "type": self.type,
+               "type_confidence": self.type_confidence, "jurisdiction": self.jurisdiction,
+               "jurisdiction_source": self.jurisdiction_source, "model_version": model_version}
+        for name, (label, conf) in self.outputs.items():
+            rec[name], rec[f"{name}_confidence"] = label, conf
+        return rec
 
 
 class LinearHead:
@@ -197,34 +260,100 @@ class LinearHead:
 
     @classmethod
     def from_calibrated(cls, fitted: CalibratedClassifierCV) -> LinearHead:
-        (cc,) = fitted.calibrated_classifiers_
-        est = cc.estimator
-        if list(est.classes_) != list(fitted.classes_):
-            raise ValueError("the calibrated estimator does not know every class")
+        cc, est = _single(fitted)
         a = [c.a_ for c in cc.calibrators]
         b = [c.b_ for c in cc.calibrators]
         return cls(est.coef_, est.intercept_, a, b, fitted.classes_)
 
+    def scores(self, X) -> np.ndarray:
+        return np.asarray(X @ self.coef_.T, dtype=np.float64) + self.intercept_
+
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        return _normalised(1.0 / (1.0 + np.exp(np.clip(self.a_ * scores + self.b_, -500, 500))))
+
     def predict_proba(self, X) -> np.ndarray:
-        scores = np.asarray(X @ self.coef_.T, dtype=np.float64) + self.intercept_
-        p = 1.0 / (1.0 + np.exp(np.clip(self.a_ * scores + self.b_, -500, 500)))
-        if len(self.classes_) == 2:
-            return np.hstack([1.0 - p, p])
-        total = p.sum(axis=1, keepdims=True)
-        return np.divide(p, total, out=np.full_like(p, 1.0 / p.shape[1]), where=total > 0)
+        return self.calibrate(self.scores(X))
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
+class IsotonicHead(LinearHead):
+    """The SVM's weights with an isotonic (monotone step) calibration per class: no shape
+    assumed, so it needs more examples per class than the sigmoid to be smooth."""
+
+    def __init__(self, coef, intercept, curves, classes):
+        super().__init__(coef, intercept, [], [], classes)
+        self.curves_ = [(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for x, y in curves]
+
+    @classmethod
+    def from_calibrated(cls, fitted: CalibratedClassifierCV) -> IsotonicHead:
+        cc, est = _single(fitted)
+        curves = [(c.X_thresholds_, c.y_thresholds_) for c in cc.calibrators]
+        return cls(est.coef_, est.intercept_, curves, fitted.classes_)
+
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        # np.interp holds the end values beyond the curve, as the calibrator's out_of_bounds="clip"
+        return _normalised(np.column_stack([np.interp(scores[:, j], x, y) for j, (x, y) in enumerate(self.curves_)]))
+
+
+class TemperatureHead(LinearHead):
+    """The softmax of the SVM's scores times one inverse temperature for all classes: the
+    ranking stays the SVM's own and one number cannot overfit a small class."""
+
+    def __init__(self, coef, intercept, beta, classes):
+        super().__init__(coef, intercept, [], [], classes)
+        self.beta_ = float(beta)
+
+    @classmethod
+    def from_calibrated(cls, fitted: CalibratedClassifierCV) -> TemperatureHead:
+        cc, est = _single(fitted)
+        return cls(est.coef_, est.intercept_, cc.calibrators[0].beta_, fitted.classes_)
+
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        z = self.beta_ * (np.hstack([-scores, scores]) if scores.shape[1] == 1 else scores)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+HEADS: dict[str, type[LinearHead]] = {"sigmoid": LinearHead, "isotonic": IsotonicHead, "temperature": TemperatureHead}
+
+
+def _single(fitted: CalibratedClassifierCV):
+    (cc,) = fitted.calibrated_classifiers_
+    known = list(cc.estimator.classes_)
+    # temperature scaling fits its estimator on the classes' indices, the others on the labels
+    if known != list(fitted.classes_) and known != list(range(len(fitted.classes_))):
+        raise ValueError("the calibrated estimator does not know every class")
+    return cc, cc.estimator
+
+
+def _normalised(p: np.ndarray) -> np.ndarray:
+    """One-vs-rest probabilities made a distribution, as ``CalibratedClassifierCV`` makes them:
+    a binary head's one column is the second class's; a row of zeros becomes uniform."""
+    if p.shape[1] == 1:
+        return np.hstack([1.0 - p, p])
+    total = p.sum(axis=1, keepdims=True)
+    return np.divide(p, total, out=np.full_like(p, 1.0 / p.shape[1]), where=total > 0)
+
+
 def make_head(y: list[str], params: dict) -> CalibratedClassifierCV:
-    """A LinearSVC whose scores are calibrated (sigmoid, on out-of-fold scores) for labels ``y``."""
+    """A LinearSVC whose scores are calibrated (``params['calibration']``, on out-of-fold
+    scores) for labels ``y``."""
     large = len(y) >= params["large"]
     k = max(2, min(3 if large else params["folds"], min(Counter(y).values())))
     svc = LinearSVC(C=params["C"], class_weight="balanced", max_iter=5000)
-    return CalibratedClassifierCV(svc, method="sigmoid", ensemble=False,
+    return CalibratedClassifierCV(svc, method=params.get("calibration", "sigmoid"), ensemble=False,
                                   cv=StratifiedKFold(k, shuffle=True, random_state=0),
                                   n_jobs=min(k, os.cpu_count() or 1) if large else None)
+
+
+def fit_head(X, y: list[str], params: dict) -> LinearHead:
+    """A head fitted on ``X``, ``y`` and reduced to its compact form."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = make_head(y, params).fit(X, y)
+    return HEADS[params.get("calibration", "sigmoid")].from_calibrated(fitted)
 
 
 def tfidf(vec: TfidfVectorizer, docs: list[list[str]]):
@@ -252,45 +381,73 @@ def tfidf(vec: TfidfVectorizer, docs: list[list[str]]):
 
 class Classifier:
     def __init__(self, vectorizer, heads: dict, meta: dict, places: PlaceResolver | None,
-                 tokenizer: textmod.Tokenizer):
+                 tokenizer: textmod.Tokenizer, handbook: dict[str, tuple[str, ...]] | None = None):
         self.vectorizer, self.heads, self.meta, self.places = vectorizer, heads, meta, places
         self.tokenizer = tokenizer
-        self.params = {**DEFAULT_PARAMS, "chars": 0, **meta.get("params", {})}
+        self.handbook = handbook or {}  # term → its labels' marker tokens, when params["handbook"] == "markers"
+        self.params = {**DEFAULT_PARAMS, "chars": 0, **NEUTRAL_PARAMS, **meta.get("params", {})}
 
     @property
     def version(self) -> str:
         return self.meta["version"]
+
+    @property
+    def outputs(self) -> list[str]:
+        """The extra outputs this model was trained to give (``classifier.outputs`` then)."""
+        return list(self.meta.get("outputs", []))
 
     # -- features -----------------------------------------------------------------
 
     def _prepare(self, records: list[dict], progress=None) -> tuple[list[list[str]], list[str]]:
         """(features, cleaned text) of each record: one normalisation and one jieba pass, shared
         by every head and by the place resolver."""
-        chars, features = self.params["chars"], self.tokenizer.features
         feats, cleaned = [], []
         n = len(records)
         for i, r in enumerate(records):
             c = textmod.clean(_doc(r))
             cleaned.append(c)
-            feats.append(features(textmod._strip(c), chars))
+            feats.append(self._features(r, c))
             if progress and ((i + 1) % 1000 == 0 or i + 1 == n):
                 progress(i + 1, n)
         return feats, cleaned
+
+    def _features(self, record: dict, cleaned: str) -> list[str]:
+        """The tokens of one record: its words (the request sentences' again, the title's
+        again), the handbook markers of its words, its character n-grams."""
+        p, tok = self.params, self.tokenizer
+        normalised = textmod._strip(cleaned)
+        if p["request_weight"]:
+            sentences = textmod.sentences(normalised)
+            parts = [tok.cut(x) for x in sentences]
+            words = [w for ws in parts for w in ws]
+            request = [w for i in textmod.request_indices(sentences) for w in parts[i]]
+            words += request * p["request_weight"]
+        else:
+            words = tok.cut(normalised)
+        if p["title_weight"] > 1 and record.get("title"):
+            words += tok.cut(textmod.normalise(str(record["title"]))) * (p["title_weight"] - 1)
+        if self.handbook:
+            get = self.handbook.get
+            words += [m for w in words for m in get(w, ())]
+        if p["chars"]:
+            words += textmod.char_ngrams(normalised, p["chars"], "~", p["chars_min"])
+        return words
 
     # -- training -----------------------------------------------------------------
 
     @classmethod
     def train(cls, rows: list[dict], settings: Settings | None, *, progress=None,
-              params: dict | None = None) -> Classifier:
+              params: dict | None = None, outputs: list[str] | None = None) -> Classifier:
+        """A model of ``rows``. ``outputs``: the extra labelled fields to learn (default: the
+        settings' ``classifier.outputs``)."""
         if not rows:
             raise ValueError("no records to train on")
-        unknown = set(params or {}) - set(DEFAULT_PARAMS)
-        if unknown:
-            raise ValueError(f"unknown model parameters: {', '.join(sorted(unknown))}")
-        p = {**DEFAULT_PARAMS, **(params or {})}
+        p = check_params(params)
+        if outputs is None and settings is not None:
+            outputs = settings.classifier.outputs
+        extra = check_outputs(outputs)
         places = PlaceResolver(settings) if settings else None
-        words = textmod.load_terms() + (places.words() if places else [])
-        model = cls(None, {}, {"version": "", "params": p}, places, textmod.Tokenizer(words))
+        model = cls._blank(p, places)
         feats, cleaned = model._prepare(rows, progress)
         small = len(rows) < p["small"]
         vec = TfidfVectorizer(analyzer=textmod.identity, sublinear_tf=True, dtype=np.float32,
@@ -300,38 +457,27 @@ class Classifier:
         except ValueError as exc:
             raise ValueError(f"no usable words in the training records ({exc})") from None
         decided = [places.resolve(c)[0] != UNKNOWN for c in cleaned] if places else [False] * len(rows)
-        heads, rare_labels = {}, {}
-        for field in FIELDS:
-            idx = [i for i, r in enumerate(rows) if _label(r.get(field))
-                   and not (field == "jurisdiction" and decided[i])]
-            y = [_label(rows[i][field]) for i in idx]
-            if len(set(y)) < 2:
-                continue
-            counts = Counter(y)
-            rare = sorted(lab for lab, n in counts.items() if n < p["min_class"])
-            if rare:
-                # Too few to calibrate in folds: repeated up to ``min_class`` so the head still
-                # knows the label (class_weight='balanced' keeps the class's total weight).
-                rare_labels[field] = rare
-                for j in [j for j, lab in enumerate(y) if lab in rare]:
-                    extra = -(-p["min_class"] // counts[y[j]]) - 1
-                    idx += [idx[j]] * extra
-                    y += [y[j]] * extra
-            head = make_head(y, p)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                head.fit(X[idx], y)
-            heads[field] = LinearHead.from_calibrated(head)
+        heads, rare_labels = _fit_heads(rows, X, decided, (*FIELDS, *extra), p)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         digest = data_hash(rows)
-        meta = {"format": FORMAT, "version": f"m{stamp}-{digest[:8]}", "trained_at": stamp,
-                "data_sha256": digest, "records": len(rows), "code_version": code_version(),
-                "labels": {f: [str(c) for c in h.classes_] for f, h in heads.items()},
-                "params": p, "features": len(vec.vocabulary_),
-                "jurisdiction_head_records": int(sum(1 for d in decided if not d)),
-                "rare_labels": rare_labels}
-        model.vectorizer, model.heads, model.meta = vec, heads, meta
+        model.meta = {"format": FORMAT, "version": f"m{stamp}-{digest[:8]}", "trained_at": stamp,
+                      "data_sha256": digest, "records": len(rows), "code_version": code_version(),
+                      "labels": {f: [str(c) for c in h.classes_] for f, h in heads.items()},
+                      "params": p, "features": len(vec.vocabulary_), "outputs": extra,
+                      "jurisdiction_head_records": int(sum(1 for d in decided if not d)),
+                      "rare_labels": rare_labels}
+        model.vectorizer, model.heads = vec, heads
         return model
+
+    @classmethod
+    def _blank(cls, p: dict, places: PlaceResolver | None) -> Classifier:
+        """An untrained model with its dictionary: the domain terms, the place names and, when
+        asked, the handbook's terms (and the marker tokens they bring)."""
+        words = textmod.load_terms() + (places.words() if places else [])
+        terms, phrasings = textmod.load_handbook() if p["handbook"] != "off" else ({}, {})
+        tokenizer = textmod.Tokenizer(words + [w for ws in terms.values() for w in ws])
+        markers = handbook_markers(tokenizer, terms, phrasings) if p["handbook"] == "markers" else {}
+        return cls(None, {}, {"version": "", "params": p}, places, tokenizer, markers)
 
     # -- persistence --------------------------------------------------------------
 
@@ -339,7 +485,7 @@ class Classifier:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         blob = {"format": FORMAT, "vectorizer": self.vectorizer, "heads": self.heads, "params": self.params,
-                "user_words": list(self.tokenizer.words), "places": self.places}
+                "user_words": list(self.tokenizer.words), "places": self.places, "handbook": self.handbook}
         with open(d / "model.pkl.tmp", "wb") as f:
             pickle.dump(blob, f, protocol=5)
         (d / "model.pkl.tmp").replace(d / "model.pkl")
@@ -366,7 +512,7 @@ class Classifier:
         words = (blob.get("user_words") or textmod.load_terms()) + (places.words() if places else [])
         if "params" in blob:
             meta = {**meta, "params": blob["params"]}
-        return cls(blob["vectorizer"], blob["heads"], meta, places, textmod.Tokenizer(words))
+        return cls(blob["vectorizer"], blob["heads"], meta, places, textmod.Tokenizer(words), blob.get("handbook"))
 
     # -- prediction ---------------------------------------------------------------
 
@@ -376,58 +522,131 @@ class Classifier:
         feats, cleaned = self._prepare(records)
         X = tfidf(self.vectorizer, feats)
         places = [self.places.resolve(c) for c in cleaned] if self.places else [(UNKNOWN, None)] * len(records)
-        out: dict[str, tuple[list, np.ndarray]] = {}
+        out: dict[str, tuple[list, np.ndarray | None]] = {}
         for field, head in self.heads.items():
-            if field == "jurisdiction":
-                rest = [i for i, (code, _) in enumerate(places) if code == UNKNOWN]
-                if not rest:
-                    continue
-                labels, conf = _best(head, X[rest])
+            if field != "jurisdiction":
+                out[field] = _best(head, X)
+                continue
+            rest = [i for i, (code, _) in enumerate(places) if code == UNKNOWN]
+            if rest:
+                labels, _ = _best(head, X[rest])
                 full = [UNKNOWN] * len(records)
                 for j, i in enumerate(rest):
                     full[i] = labels[j]
                 out[field] = (full, None)
-            else:
-                out[field] = _best(head, X)
-        preds = []
-        for i, (jur, name) in enumerate(places):
-            cat, catp = _pick(out, "category", i)
-            typ, typp = _pick(out, "type", i)
-            if jur != UNKNOWN:
-                source = f"place:{name}"
-            elif "jurisdiction" in out:
-                jur, source = out["jurisdiction"][0][i], "model"
-            else:
-                source = "none"
-            preds.append(Prediction(cat, round(float(catp), 4), typ, round(float(typp), 4), jur, source))
-        return preds
+        return [self._prediction(out, i, jur, name) for i, (jur, name) in enumerate(places)]
 
-    def evaluate(self, rows: list[dict]) -> dict:
+    def _prediction(self, out: dict, i: int, jur: str, name: str | None) -> Prediction:
+        cat, catp = _pick(out, "category", i)
+        typ, typp = _pick(out, "type", i)
+        if jur != UNKNOWN:
+            source = f"place:{name}"
+        elif "jurisdiction" in out:
+            jur, source = out["jurisdiction"][0][i], "model"
+        else:
+            source = "none"
+        extra = {}
+        for f in self.outputs:
+            lab, conf = _pick(out, f, i)
+            extra[f] = (lab, round(float(conf), 4))
+        return Prediction(cat, round(float(catp), 4), typ, round(float(typp), 4), jur, source, extra)
+
+    def evaluate(self, rows: list[dict], min_confidence: float | None = None) -> dict:
+        """Accuracy, macro-F1 and per-class figures of every labelled field; for the fields with a
+        confidence its calibration error and, for the category, the confidence threshold at
+        which what is routed automatically is 95% right (and at ``min_confidence``, if given)."""
         preds = self.predict(rows)
         report: dict = {"model_version": self.version, "records": len(rows)}
-        for field in FIELDS:
-            triples = [(_label(r.get(field)), getattr(p, field), p) for r, p in zip(rows, preds, strict=True)
-                       if _label(r.get(field))]
-            if not triples:
-                continue
-            y, yhat, ps = zip(*triples, strict=True)
-            labels = sorted(set(y) | set(yhat))
-            prec, rec, f1, sup = precision_recall_fscore_support(y, yhat, labels=labels, zero_division=0)
-            report[field] = {
-                "accuracy": round(accuracy_score(y, yhat), 4),
-                "macro_f1": round(f1_score(y, yhat, labels=sorted(set(y)), average="macro", zero_division=0), 4),
-                "per_class": {lab: {"precision": round(float(a), 4), "recall": round(float(b), 4),
-                                    "f1": round(float(c), 4), "support": int(d)}
-                              for lab, a, b, c, d in zip(labels, prec, rec, f1, sup, strict=True)},
-            }
-            if field in ("category", "type") and field in self.heads:
-                conf = [getattr(p, f"{field}_confidence") for p in ps]
-                ok = [a == b for a, b in zip(y, yhat, strict=True)]
-                report[field]["ece"] = round(expected_calibration_error(conf, ok), 4)
-                report[field]["by_confidence"] = _by_confidence(conf, ok)
+        if self.outputs:
+            report["outputs"] = self.outputs
+        for field in (*FIELDS, *self.outputs):
+            got, conf, ok = _field_report(field, rows, preds, field != "jurisdiction" and field in self.heads)
+            if got and field == "category" and conf:
+                got["auto_route"] = auto_route(conf, ok, configured=min_confidence)
+            if got:
+                report[field] = got
         first = next((report[f] for f in FIELDS if f in report), {"accuracy": 0.0, "macro_f1": 0.0})
         report["accuracy"], report["macro_f1"] = first["accuracy"], first["macro_f1"]
         return report
+
+
+def _fit_heads(rows: list[dict], X, decided: list[bool], fields, p: dict) -> tuple[dict, dict]:
+    """One head per field with at least two labels; the jurisdiction head only on the records
+    no place name decides."""
+    heads, rare_labels = {}, {}
+    for field in fields:
+        idx = [i for i, r in enumerate(rows) if _label(r.get(field))
+               and not (field == "jurisdiction" and decided[i])]
+        y = [str(_label(rows[i][field])) for i in idx]
+        if len(set(y)) < 2:
+            continue
+        rare = sorted(lab for lab, n in Counter(y).items() if n < p["min_class"])
+        if rare:
+            rare_labels[field] = rare
+            idx, y = _repeat_rare(idx, y, p["min_class"])
+        heads[field] = fit_head(X[idx], y, p)
+    return heads, rare_labels
+
+
+def _repeat_rare(idx: list[int], y: list[str], min_class: int) -> tuple[list[int], list[str]]:
+    """Labels with too few examples to calibrate in folds, repeated up to ``min_class`` so the
+    head still knows them (class_weight='balanced' keeps the class's total weight)."""
+    counts = Counter(y)
+    idx, y = list(idx), list(y)
+    for j in [j for j, lab in enumerate(y) if counts[lab] < min_class]:
+        extra = -(-min_class // counts[y[j]]) - 1
+        idx += [idx[j]] * extra
+        y += [y[j]] * extra
+    return idx, y
+
+
+def _field_report(field: str, rows: list[dict], preds: list[Prediction], confident: bool) -> tuple[dict, list, list]:
+    """One field's figures over the records that carry its label, and (when ``confident``) their
+    confidences and whether each was right."""
+    triples = [(_label(r.get(field)), p.label(field), p) for r, p in zip(rows, preds, strict=True)
+               if _label(r.get(field))]
+    if not triples:
+        return {}, [], []
+    y, yhat, ps = zip(*triples, strict=True)
+    labels = sorted(set(y) | set(yhat))
+    prec, rec, f1, sup = precision_recall_fscore_support(y, yhat, labels=labels, zero_division=0)
+    report = {
+        "accuracy": round(accuracy_score(y, yhat), 4),
+        "macro_f1": round(f1_score(y, yhat, labels=sorted(set(y)), average="macro", zero_division=0), 4),
+        "per_class": {lab: {"precision": round(float(a), 4), "recall": round(float(b), 4),
+                            "f1": round(float(c), 4), "support": int(d)}
+                      for lab, a, b, c, d in zip(labels, prec, rec, f1, sup, strict=True)},
+    }
+    if not confident:
+        return report, [], []
+    conf = [p.confidence(field) for p in ps]
+    ok = [a == b for a, b in zip(y, yhat, strict=True)]
+    report["ece"] = round(expected_calibration_error(conf, ok), 4)
+    report["by_confidence"] = _by_confidence(conf, ok)
+    return report, conf, ok
+
+
+def handbook_markers(tokenizer: textmod.Tokenizer, terms: dict[str, list[str]],
+                     phrasings: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """word → marker tokens (``§<label>``) from the handbook: every subtopic-name term and type
+    cue marks its label, and a word of the phrasings marks a label when it is in at least two
+    of that label's phrasings and in none of another label of its kind (category or type)."""
+    seen: dict[str, Counter] = {}
+    for label, texts in phrasings.items():
+        for t in texts:
+            for w in set(tokenizer.tokenize(t)):
+                if len(w) >= 2:
+                    seen.setdefault(w, Counter())[label] += 1
+    marks: dict[str, set[str]] = {}
+    for w, counts in seen.items():
+        for kind in (True, False):
+            mine = [(lab, n) for lab, n in counts.items() if lab.startswith("type:") is kind]
+            if len(mine) == 1 and mine[0][1] >= 2:
+                marks.setdefault(w, set()).add(mine[0][0])
+    for label, ws in terms.items():
+        for w in ws:
+            marks.setdefault(textmod.clean(w), set()).add(label)
+    return {w: tuple(f"§{lab}" for lab in sorted(labs)) for w, labs in marks.items()}
 
 
 def expected_calibration_error(confidence, correct, bins: int = 10) -> float:
@@ -457,6 +676,38 @@ def _by_confidence(conf: list[float], ok: list[bool]) -> dict:
     return out
 
 
+def routing_curve(confidence, correct) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(threshold, share routed, accuracy of those routed) for every distinct confidence, highest
+    first: a threshold routes automatically every message at or above it (``routing.min_confidence``)."""
+    c = np.asarray(confidence, dtype=float)
+    k = np.asarray(correct, dtype=float)
+    if not len(c):
+        return np.empty(0), np.empty(0), np.empty(0)
+    order = np.argsort(-c, kind="stable")
+    c, k = c[order], k[order]
+    ends = np.flatnonzero(np.r_[c[1:] != c[:-1], True])  # the last message of each distinct confidence
+    n = np.arange(1, len(c) + 1)
+    return c[ends], n[ends] / len(c), (np.cumsum(k) / n)[ends]
+
+
+def auto_route(confidence, correct, target: float = 0.95, configured: float | None = None) -> dict:
+    """The lowest threshold at which the messages routed automatically are at least ``target``
+    right, the share it routes and their accuracy; and the same figures at ``configured``."""
+    t, share, acc = routing_curve(confidence, correct)
+    good = np.flatnonzero(acc >= target)
+    out: dict = {"target_accuracy": target, "min_confidence": None, "share_routed": 0.0, "accuracy_routed": None}
+    if len(good):
+        j = good[-1]
+        out.update(min_confidence=round(float(t[j]), 4), share_routed=round(float(share[j]), 4),
+                   accuracy_routed=round(float(acc[j]), 4))
+    if configured is not None:
+        c, k = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+        routed = c >= configured
+        out["configured"] = {"min_confidence": configured, "share_routed": round(float(routed.mean()), 4),
+                             "accuracy_routed": round(float(k[routed].mean()), 4) if routed.any() else None}
+    return out
+
+
 def _best(head, X) -> tuple[list[str], np.ndarray]:
     proba = head.predict_proba(X)
     best = proba.argmax(axis=1)
@@ -474,8 +725,9 @@ def _feature_fingerprint() -> str:
     """What the packaged baseline depends on besides the corpus: the model format, the
     parameters and the domain terms."""
     h = hashlib.sha256(json.dumps([FORMAT, DEFAULT_PARAMS], sort_keys=True).encode())
-    if textmod.TERMS_FILE.is_file():
-        h.update(textmod.TERMS_FILE.read_bytes())
+    for f in (textmod.TERMS_FILE, textmod.HANDBOOK_FILE if DEFAULT_PARAMS["handbook"] != "off" else None):
+        if f is not None and f.is_file():
+            h.update(f.read_bytes())
     return h.hexdigest()[:6]
 
 
@@ -484,7 +736,9 @@ def baseline(settings: Settings, cache_root: str | Path) -> Classifier:
     rows = [r for r in read_labelled(corpus_files()) if not is_test(r)]
     if not rows:
         raise ValueError(f"no labelled corpus in {CORPUS_DIR}")
-    d = Path(cache_root).expanduser() / f"baseline-{data_hash(rows)[:12]}-{_feature_fingerprint()}"
+    outputs = check_outputs(settings.classifier.outputs)
+    tag = "".join(f"-{o}" for o in outputs)
+    d = Path(cache_root).expanduser() / f"baseline-{data_hash(rows)[:12]}-{_feature_fingerprint()}{tag}"
     if (d / "model.pkl").is_file():
         return Classifier.load(d, settings)
     model = Classifier.train(rows, settings)

@@ -13,6 +13,11 @@ that matter whole, and the character bigrams of ``features`` cover what the
 dictionary does not know). Each model has its own ``Tokenizer``, with the words
 it was trained with.
 
+``sentences`` and ``request_indices`` find where a citizen states the demand (the
+first and last sentences and those with 希望/要求/恳请…), which a model may weigh
+again; ``load_handbook`` reads the 归口 handbook's subtopic names, phrasings and type
+cues, which a model may take as dictionary words and as marker tokens.
+
 ``identity`` is the vectorizer's analyzer, a module-level function on purpose: a
 TfidfVectorizer that holds a tokenizer method (jieba's holds an RLock) cannot be
 pickled, so a trained model makes its tokens itself and loads in any process.
@@ -37,6 +42,7 @@ jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger(__name__)
 
 TERMS_FILE = Path(__file__).resolve().parent / "data" / "terms.txt"
+HANDBOOK_FILE = Path(__file__).resolve().parent / "data" / "taxonomy.yaml"
 
 _URL = re.compile(r"(?:https?://|www\.)[0-9a-z\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _MENTION = re.compile(r"@([\w\-\u4e00-\u9fff]{1,30})")
@@ -265,11 +271,12 @@ class Tokenizer:
         """``normalise`` then ``cut``: the words of one message."""
         return self.cut(normalise(text))
 
-    def features(self, normalised: str, chars: int = 0) -> list[str]:
-        """The vectorizer's input: the words, plus character n-grams (marked ``~``) when ``chars`` > 0."""
+    def features(self, normalised: str, chars: int = 0, shortest: int | None = None) -> list[str]:
+        """The vectorizer's input: the words, plus character n-grams (marked ``~``) of lengths
+        ``shortest``…``chars`` when ``chars`` > 0."""
         words = self.cut(normalised)
         if chars:
-            words.extend(char_ngrams(normalised, chars, "~"))
+            words.extend(char_ngrams(normalised, chars, "~", shortest))
         return words
 
 
@@ -337,13 +344,62 @@ def _keep(t: str) -> bool:
     return t.strip(" *.-_,:;/\\'\"()[]{}<>~`|+#&%") != ""
 
 
-def char_ngrams(normalised: str, n: int = 2, mark: str = "") -> list[str]:
-    """Character n-grams of the Chinese runs (each prefixed with ``mark``), for typos and words
-    the dictionary lacks."""
+def char_ngrams(normalised: str, n: int = 2, mark: str = "", shortest: int | None = None) -> list[str]:
+    """Character n-grams of the Chinese runs (each prefixed with ``mark``), of lengths ``shortest``
+    (default ``n``) to ``n``, for typos and words the dictionary lacks."""
     out: list[str] = []
-    for run in _HAN_RUN.findall(normalised):
-        out.extend([mark + run[i : i + n] for i in range(len(run) - n + 1)])
+    runs = _HAN_RUN.findall(normalised)
+    for k in range(shortest or n, n + 1):
+        for run in runs:
+            out.extend([mark + run[i : i + k] for i in range(len(run) - k + 1)])
     return out
+
+
+# Sentence ends of normalised text (NFKC made ！？； half-width; newlines are spaces by then).
+_SENTENCE = re.compile(r"(?<=[。!?;])|\s+")
+# How citizens state what they want done (the 归口 handbook's main-demand rule: the closing
+# 希望/请求/要求 sentence names the matter a message belongs to).
+_REQUEST_CUE = re.compile("希望|要求|恳请|请求|恳求|呼吁|盼望|期盼|建议|能否|能不能|尽快|务必|请|麻烦")
+
+
+def sentences(normalised: str) -> list[str]:
+    """The sentences of normalised text. Every boundary is a character jieba never joins to a
+    word, so cutting the sentences one by one gives the words of cutting the whole."""
+    return [x for x in _SENTENCE.split(normalised) if x]
+
+
+def request_indices(parts: list[str]) -> list[int]:
+    """Which sentences state the request: the first, the last, and any with a request cue."""
+    if not parts:
+        return []
+    last = len(parts) - 1
+    return [i for i, x in enumerate(parts) if i in (0, last) or _REQUEST_CUE.search(x)]
+
+
+def load_handbook(path: Path = HANDBOOK_FILE) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(terms, phrasings) of the 归口 handbook, each by label: a category code, or ``type:<code>``.
+
+    Terms are the pieces of the subtopic names (占道经营/流动摊贩 → 占道经营, 流动摊贩) and
+    the types' cues; phrasings are the subtopics' typical sentences and the types' examples.
+    """
+    import yaml
+
+    if not path.is_file():
+        return {}, {}
+    book = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    terms: dict[str, list[str]] = {}
+    phrasings: dict[str, list[str]] = {}
+    for cat in book.get("categories") or []:
+        for sub in cat.get("subtopics") or []:
+            terms.setdefault(cat["code"], []).extend(_NAME_PARTS.split(sub.get("name") or ""))
+            phrasings.setdefault(cat["code"], []).extend(sub.get("phrasings") or [])
+    for typ in book.get("types") or []:
+        terms.setdefault(f"type:{typ['code']}", []).extend(typ.get("cues") or [])
+        phrasings.setdefault(f"type:{typ['code']}", []).extend(typ.get("examples") or [])
+    return ({k: [w for w in v if 2 <= len(w) <= 8] for k, v in terms.items()}, phrasings)
+
+
+_NAME_PARTS = re.compile(r"[/、，,（）()\s]+")
 
 
 def identity(tokens: list[str]) -> list[str]:

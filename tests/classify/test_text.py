@@ -110,3 +110,27 @@ def test_char_ngrams_and_features():
     assert "路灯" in feats and "~灯坏" in feats
     assert tok.features("路灯坏了", 0) == tok.cut("路灯坏了") == T.tokenize("路灯坏了")
     assert T.identity(["a"]) == ["a"]
+
+
+def test_char_ngrams_of_several_lengths():
+    assert T.char_ngrams("路灯坏 停水", 3, "~", 2) == ["~路灯", "~灯坏", "~停水", "~路灯坏"]
+    assert T.char_ngrams("路灯", 2, "", 1) == ["路", "灯", "路灯"]
+    assert T.Tokenizer().features("路灯坏了", 3, 1).count("~路") == 1
+
+
+def test_sentences_cut_as_the_whole_and_the_request_is_first_last_and_cued(city):
+    for r in read_labelled(corpus_files())[::11]:
+        n = T.normalise(r["text"])
+        assert [w for s in T.sentences(n) for w in city.cut(s)] == city.cut(n)
+    parts = T.sentences(T.normalise("您好。我家门口的路灯坏了。已经一个月了！希望尽快修好；谢谢"))
+    assert parts == ["您好。", "我家门口的路灯坏了。", "已经一个月了!", "希望尽快修好;", "谢谢"]
+    assert T.request_indices(parts) == [0, 3, 4]
+    assert T.request_indices([]) == []
+
+
+def test_the_handbook_gives_terms_and_phrasings_by_label(tmp_path):
+    terms, phrasings = T.load_handbook()
+    assert "占道经营" in terms["urban_management"] and "流动摊贩" in terms["urban_management"]
+    assert "举报" in terms["type:complaint"] and phrasings["type:consultation"]
+    assert all(2 <= len(w) <= 8 for ws in terms.values() for w in ws)
+    assert T.load_handbook(tmp_path / "missing.yaml") == ({}, {})
