@@ -153,6 +153,8 @@ class Train(Command):
                        help="also read the labels topic (dispatchers' corrections) from the configured Kafka")
         p.add_argument("--out", required=True, help="the new model directory")
         p.add_argument("--report", action="store_true", help="also write report.md and confusion-matrix PNGs")
+        p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                       help="also train the textbook jieba TF-IDF + LinearSVC and measure it on the same split")
 
     def execute(self, args):
         from wenzheng.classify.model import Classifier, read_labelled
@@ -170,8 +172,12 @@ class Train(Command):
         print(f"training on {len(train)} records, holding out {len(test)} ({how})", file=sys.stderr)
         model = Classifier.train(train, config.settings,
                                  progress=lambda i, n: print(f"tokenised {i}/{n}", file=sys.stderr))
-        metrics = model.evaluate(test) if test else {}
+        metrics = model.evaluate(test, config.settings.routing.min_confidence) if test else {}
         metrics["holdout"] = how
+        if args.baseline and test:
+            from wenzheng.classify.training import textbook_baseline
+
+            metrics["baseline"] = textbook_baseline(train, test)
         out = model.save(args.out, metrics)
         if args.report and test:
             from wenzheng.classify.report import write_report
@@ -199,7 +205,7 @@ class Evaluate(Command):
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         rows = _read(read_labelled, args.data)
-        metrics = model.evaluate(rows)
+        metrics = model.evaluate(rows, config.settings.routing.min_confidence)
         if args.report:
             from wenzheng.classify.report import write_report
 

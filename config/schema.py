@@ -416,6 +416,8 @@ class LedgerSettings(Model):
 class ClassifierSettings(Model):
     model_dir: str | None = None
     """A trained model directory; empty: the baseline trained from the packaged corpus."""
+    outputs: list[str] = []
+    """Labelled fields beyond category, type and jurisdiction (e.g. urgency) that training gives a head of their own."""
 
 
 class PrivacySettings(Model):
