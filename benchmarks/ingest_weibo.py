@@ -40,7 +40,6 @@ from wenzheng.config import DEFAULT_DIR, load
 from wenzheng.core.runtime import Runtime
 from wenzheng.ingest.fakes.wechat import FakeWeChat
 from wenzheng.ingest.fakes.weibo import FakeWeibo
-from wenzheng.ingest.weibo import WeiboConnector
 
 
 def _config(root: Path, bootstrap: str, api_base: str, uids: list[str], poll_seconds: float, cookie,
@@ -100,11 +99,32 @@ def _cycles(polls: dict, cycles: int) -> list[dict]:
     return per_cycle
 
 
+def _seed_records(wx: FakeWeChat, apps: dict[str, str]) -> None:
+    """Customer-service records for every WeChat account: citizens' messages and agents' replies."""
+    now = int(time.time())
+    for j, appid in enumerate(apps):
+        for k in range(20):
+            wx.add_record(f"o{j:03d}{k % 3}", f"市民{k}：章贡区红旗大道第{k}个井盖不见了，很危险" if k % 2 == 0
+                          else "您好，已转交相关部门处理", now - 3600 + k * 150, opercode=2003 if k % 2 == 0 else 2002,
+                          appid=appid)
+
+
+def _time_polls(worker, polls: dict[str, list[tuple[float, float, int]]], lock: threading.Lock) -> None:
+    """Wrap every connector's run_once to record (start, end, published)."""
+    for c in worker.connectors:
+        def timed(c=c, inner=c.run_once):
+            t0 = time.monotonic()
+            n = inner()
+            with lock:
+                polls.setdefault(c.name, []).append((t0, time.monotonic(), n))
+            return n
+        c.run_once = timed
+
+
 def run(accounts: int = 500, poll_seconds: float = 60, cycles: int = 2, growth: float = 1.0,
         wechat_accounts: int = 200) -> dict:
     import wenzheng.ingest.worker as worker_mod
 
-    worker_mod.CONNECTORS["weibo"] = WeiboConnector  # in-process registration (see ingest/weibo.py)
     uids = [str(3_000_000_000 + i) for i in range(accounts)]
     polls: dict[str, list[tuple[float, float, int]]] = {}
     lock = threading.Lock()
@@ -115,23 +135,11 @@ def run(accounts: int = 500, poll_seconds: float = 60, cycles: int = 2, growth: 
             FakeWeChat("wx-unused", "-", apps=apps, lifetime=3600) as wx:
         for uid in uids:
             fake.account(uid)  # generated before the clock starts
-        now = int(time.time())
-        for j, appid in enumerate(apps):
-            for k in range(20):
-                wx.add_record(f"o{j:03d}{k % 3}", f"市民{k}：章贡区红旗大道第{k}个井盖不见了，很危险" if k % 2 == 0
-                              else "您好，已转交相关部门处理", now - 3600 + k * 150, opercode=2003 if k % 2 == 0 else 2002,
-                              appid=appid)
+        _seed_records(wx, apps)
         cfg = _config(Path(tmp), broker.bootstrap, fake.url, uids, poll_seconds, fake.cookie, wx.url, apps)
         runtime = Runtime(load(cfg)).connect()
         worker = worker_mod.IngestWorker(runtime)
-        for c in worker.connectors:
-            def timed(c=c, inner=c.run_once):
-                t0 = time.monotonic()
-                n = inner()
-                with lock:
-                    polls.setdefault(c.name, []).append((t0, time.monotonic(), n))
-                return n
-            c.run_once = timed
+        _time_polls(worker, polls, lock)
         ru0, cpu_fake0, t0 = resource.getrusage(resource.RUSAGE_SELF), fake.cpu_seconds + wx.cpu_seconds, time.monotonic()
         thread = threading.Thread(target=worker.run, name="ingest-worker", daemon=True)
         thread.start()

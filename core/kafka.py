@@ -44,10 +44,6 @@ class Topics:
     def office(self, office_id: str) -> str:
         return f"{self.prefix}office.{office_id}"
 
-    @property
-    def office_pattern(self) -> str:
-        return "^" + self.prefix.replace(".", r"\.") + r"office\..*"
-
     def shared(self) -> list[str]:
         return [self.intake, self.deadletter, self.classified, self.routed, self.triage, self.labels, self.supervision]
 

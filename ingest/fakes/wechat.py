@@ -41,7 +41,7 @@ from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import xmltodict
+from xml.etree import ElementTree
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import WeChatSigner
 
@@ -252,7 +252,7 @@ class PushClient:
         query = {"signature": self._sign(ts, nonce), "timestamp": ts, "nonce": nonce, "openid": openid}
         body = xml.encode() if isinstance(xml, str) else xml
         if encrypt:
-            envelope = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, ts))["xml"]
+            envelope = _fields(self.crypto.encrypt_message(xml, nonce, ts))
             body = (f"<xml>\n  <ToUserName>{_cdata('gh_wzgz0000001')}</ToUserName>\n"
                     f"  <Encrypt>{_cdata(envelope['Encrypt'])}</Encrypt>\n</xml>").encode()
             query |= {"encrypt_type": "aes", "msg_signature": envelope["MsgSignature"]}
@@ -266,6 +266,11 @@ class PushClient:
 
     def decrypt_reply(self, body: bytes) -> dict:
         """A safe-mode passive reply, decrypted and parsed (checks its msg_signature too)."""
-        outer = xmltodict.parse(body.decode())["xml"]
+        outer = _fields(body.decode())
         inner = self.crypto.decrypt_message(outer, outer["MsgSignature"], outer["TimeStamp"], outer["Nonce"])
-        return xmltodict.parse(inner)["xml"]
+        return _fields(inner)
+
+
+def _fields(xml: str | bytes) -> dict[str, str]:
+    """A flat WeChat ``<xml>`` document as {tag: text} (our own trusted XML: ElementTree will do)."""
+    return {child.tag: child.text or "" for child in ElementTree.fromstring(xml)}
