@@ -72,6 +72,7 @@ from wenzheng.core.delivery import Out, Publisher
 from wenzheng.core.metrics import DEADLETTERED, ERRORS, MESSAGES_IN, MESSAGES_OUT
 from wenzheng.core.privacy import mask_text
 from wenzheng.core.runtime import Runtime
+from wenzheng.core.service import Route
 from wenzheng.core.stage import deadletter
 from wenzheng.core.storage import LocalDB, shared
 
@@ -199,8 +200,8 @@ class Connector:
         """One connector per configured account of this channel (default: one for the channel)."""
         return [cls(runtime, make_publisher(cls.channel), cls.channel)]
 
-    def routes(self) -> list[tuple[str, str, Callable]]:
-        """HTTP routes a push channel serves on the ingest worker: (method, path prefix, handler)."""
+    def routes(self) -> list[Route]:
+        """HTTP routes a push channel serves on the ingest worker."""
         return []
 
     @property
