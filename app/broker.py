@@ -57,7 +57,7 @@ class EmbeddedBroker:
                 start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
             )
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):
                 out.close()  # the broker has its own copy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -122,9 +122,9 @@ class Summary:
         ]
         if self.ledger:
             try:
-                n = self.ledger.counts()
-                lines.append(f"  cases in the ledger {n['cases']:6d}   messages linked {n['messages']:6d}"
-                             f"   (repeats merged {n['messages'] - n['cases']})")
+                held = self.ledger.counts()
+                lines.append(f"  cases in the ledger {held['cases']:6d}   messages linked {held['messages']:6d}"
+                             f"   (repeats merged {held['messages'] - held['cases']})")
             except Exception:  # noqa: BLE001
                 pass
         if self.ledger:

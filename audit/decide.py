@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from wenzheng.config import ConfigError, LoadedConfig, OfficeDirectory, load_snapshot
@@ -30,7 +31,7 @@ class Decider:
     """Classifies and routes again with the recorded (or a chosen) model and configuration."""
 
     def __init__(self, config: LoadedConfig, model: str = "recorded", config_version: str = "recorded",
-                 models: list[str] = ()):
+                 models: Sequence[str] = ()):
         self.config, self.model_choice, self.config_choice = config, model, config_version
         self.state_dir = config.settings.state.dir
         self.extra_models = list(models)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -119,17 +120,19 @@ def _close_finished(c: KafkaConsumer, open_: Ranges) -> None:
         c.assign(list(open_))
 
 
-def fetcher(settings):
+class fetcher:  # noqa: N801 — used like the function it was: fetch = fetcher(settings)
     """``fetch(topic, partition, offset)``: that one record, or None when it is gone; ``fetch.close()``."""
-    c = read_only_consumer(settings)
 
-    def fetch(topic: str, partition: int, offset: int):
+    def __init__(self, settings: Any) -> None:
+        self.consumer = read_only_consumer(settings)
+
+    def __call__(self, topic: str, partition: int, offset: int) -> Any:
         try:
-            for r in read_partition(c, TopicPartition(topic, partition), offset, timeout=10):
+            for r in read_partition(self.consumer, TopicPartition(topic, partition), offset, timeout=10):
                 return r if r.offset == offset else None  # a later one: that offset is gone
         except TransientError:
             pass
         return None
 
-    fetch.close = c.close
-    return fetch
+    def close(self) -> None:
+        self.consumer.close()

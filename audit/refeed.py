@@ -48,7 +48,7 @@ def refeed(runtime, value: dict, fetch) -> Out:
     if "file" in src and "quarantine" in src:  # a hotline transcript the connector could not read
         from wenzheng.ingest.hotline import HotlineConnector
 
-        hotline = HotlineConnector(runtime, None)
+        hotline = HotlineConnector(runtime, None)  # type: ignore[arg-type]  # only its reader: publishes nothing
         path = hotline.dir / src["quarantine"]
         if not path.is_file():
             raise BadMessage(f"quarantined file {path} is gone")

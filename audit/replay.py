@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from wenzheng.config import LoadedConfig
 from wenzheng.core import envelope
@@ -101,7 +102,13 @@ class Replay:
             check_target(topics, self.topic, request.republish_to)
         self.totals: Counter = Counter()
         self.pending: deque = deque()  # batches being decided, in order; at most two per worker
-        self.deciding = self.consumer = self.publisher = self.fetch = self.bar = None
+        # opened by _open, closed by _close
+        self.deciding: Any = None
+        self.consumer: Any = None
+        self.publisher: Any = None
+        self.fetch: Any = None
+        self.bar: Any = None
+        self.ranges: dict[Any, tuple[int, int | None]] = {}
 
     def run(self, echo) -> dict:
         try:
@@ -134,8 +141,9 @@ class Replay:
         self.audit = Audit(Path(req.out) if req.out else Path(f"replay-{self.topic}-{stamp}"))
         if self.refeeding and req.republish_to == self.runtime.topics.intake:
             self.fetch = fetcher(settings)
-        known = all(e is not None for _, e in self.ranges.values())
-        self.bar = progress(sum(e - s for s, e in self.ranges.values()) if known else None,
+        ends = [(s, e) for s, e in self.ranges.values() if e is not None]
+        known = len(ends) == len(self.ranges)
+        self.bar = progress(sum(e - s for s, e in ends) if known else None,
                             sys.stderr.isatty() if req.show_progress is None else req.show_progress)
 
     def _publisher(self, target: str):
@@ -193,7 +201,7 @@ class Replay:
         outs: list[Out] = []
         for msg, rec, result in zip(msgs, recs, results, strict=True):
             self.audit.add(msg, result)
-            if self.publisher and "error" not in result:
+            if self.publisher and self.request.republish_to and "error" not in result:
                 outs.append(Out(self.request.republish_to, msg["id"], {
                     **msg, "classification": result["classification"], "routing": result["routing"],
                     "replay": {"of": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},

@@ -128,7 +128,7 @@ class PlaceResolver:
                 codes.setdefault(name, set()).add(county)
                 kind[name] = min(kind.get(name, k), k)
                 beside = near.setdefault(name, {})
-                for t in map(canon.get, ts):  # a township name two counties share points nowhere
+                for t in filter(None, map(canon.get, ts)):  # a township name two counties share points nowhere
                     beside[t] = county if beside.get(t, county) == county else ""
         self.near = {}
         for name, where in codes.items():
@@ -178,6 +178,7 @@ class PlaceResolver:
         return None
 
     def _at(self, text: str, i: int) -> str | None:
+        assert self._starts is not None  # made by __init__, or on the first look-up after unpickling
         for n in self._starts.get(text[i], ()):
             if text[i : i + n] in self.kind:
                 return text[i : i + n]

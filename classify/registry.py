@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .model import Classifier, baseline
@@ -100,7 +101,7 @@ class ModelFollower:
         return True
 
 
-def model_dirs(settings, extra: list[str | Path] = ()) -> list[Path]:
+def model_dirs(settings, extra: Sequence[str | Path] = ()) -> list[Path]:
     """Every model directory this machine knows of: given ones, promoted ones (the
     history in promotions.jsonl), the configured one, and those under the models dir."""
     seen: dict[Path, None] = {}
@@ -120,7 +121,7 @@ def model_dirs(settings, extra: list[str | Path] = ()) -> list[Path]:
     return [d for d in seen if (d / "meta.json").is_file()]
 
 
-def find(settings, version: str, extra: list[str | Path] = ()) -> Classifier:
+def find(settings, version: str, extra: Sequence[str | Path] = ()) -> Classifier:
     """The model with this version (as recorded on a classified message), loaded with ``settings``."""
     for d in model_dirs(settings, extra):
         try:

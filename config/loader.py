@@ -165,7 +165,8 @@ def _with_villages(jurisdictions: list, path: Path) -> list:
     codes = {j.get("code") for j in jurisdictions if isinstance(j, dict)}
     if stray := sorted(set(villages) - codes):
         raise ConfigError(path, "", f"villages of counties the gazetteer does not have: {', '.join(stray)}")
-    return [{**j, "villages": villages.get(j.get("code"), [])} if isinstance(j, dict) else j for j in jurisdictions]
+    return [{**j, "villages": villages.get(str(j.get("code")), [])} if isinstance(j, dict) else j
+            for j in jurisdictions]
 
 
 def _interpolate(value: Any, env: dict[str, str], sources: dict[str, Path], path: tuple = ()) -> Any:

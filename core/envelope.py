@@ -65,11 +65,11 @@ def make(
     posted_at: datetime | str,
     title: str = "",
     author: str | None = None,
-    attachments: list[dict] | None = None,
-    location: dict | None = None,
-    pii: dict | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+    location: dict[str, Any] | None = None,
+    pii: dict[str, Any] | None = None,
     context: str = "",
-    raw: dict | None = None,
+    raw: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A new intake envelope (unmasked: for ``wz.intake`` only)."""
     if channel not in REGISTRY.channel_names():
@@ -100,7 +100,7 @@ def make(
     return env
 
 
-def masked(env: dict[str, Any], raw_ref: dict | None = None) -> dict[str, Any]:
+def masked(env: dict[str, Any], raw_ref: dict[str, Any] | None = None) -> dict[str, Any]:
     """The envelope as it may travel past the intake topic."""
     names = [v for k, v in (env.get("pii") or {}).items() if k.endswith("name") and isinstance(v, str)]
     out = {k: v for k, v in env.items() if k not in ("pii", "raw")}

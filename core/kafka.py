@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
 from .errors import TransientError
+
+if TYPE_CHECKING:  # the settings are handed in; core imports no layer above it
+    from wenzheng.config.schema import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +55,10 @@ class Topics:
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The Java client's default partitioner, so our choice matches any producer's."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
 
 
-def client_kwargs(settings) -> dict:
+def client_kwargs(settings: Settings) -> dict[str, Any]:
     return {"bootstrap_servers": list(settings.kafka.bootstrap_servers), "client_id": settings.kafka.client_id}
 
 
@@ -69,7 +74,7 @@ def wait_for_broker(bootstrap: list[str], timeout: float = 30.0) -> None:
             time.sleep(0.3)
 
 
-def ensure_topics(settings, office_ids: Iterable[str]) -> list[str]:
+def ensure_topics(settings: Settings, office_ids: Iterable[str]) -> list[str]:
     """Create the contract's topics (and one queue per office) if they are missing."""
     k = settings.kafka
     topics = Topics(k.topic_prefix)
@@ -91,7 +96,7 @@ def ensure_topics(settings, office_ids: Iterable[str]) -> list[str]:
         admin.close()
 
 
-def producer(settings, **overrides) -> KafkaProducer:
+def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     kwargs = dict(
         client_kwargs(settings),
         acks="all",
@@ -106,7 +111,7 @@ def producer(settings, **overrides) -> KafkaProducer:
     return KafkaProducer(**kwargs)
 
 
-def consumer(settings, *topics: str, group: str | None, **overrides) -> KafkaConsumer:
+def consumer(settings: Settings, *topics: str, group: str | None, **overrides: Any) -> KafkaConsumer:
     k = settings.kafka
     kwargs = dict(
         client_kwargs(settings),
@@ -121,7 +126,8 @@ def consumer(settings, *topics: str, group: str | None, **overrides) -> KafkaCon
     return KafkaConsumer(*topics, **kwargs)
 
 
-def read_partition(c: KafkaConsumer, tp: TopicPartition, start: int, timeout: float = 30.0):
+def read_partition(c: KafkaConsumer, tp: TopicPartition, start: int,
+                   timeout: float = 30.0) -> Iterator[ConsumerRecord]:
     """Yield the records of one assigned partition from ``start`` up to its high watermark.
 
     "Caught up" is ``position >= highwater`` as the last fetch response said,

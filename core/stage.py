@@ -21,8 +21,11 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -34,11 +37,14 @@ from .kafka import producer as make_producer
 from .metrics import DEADLETTERED, DUPLICATES, ERRORS, LAG, MESSAGES_IN, MESSAGES_OUT
 from .privacy import mask_text
 from .runtime import Runtime
+from .service import Route
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-def deadletter(runtime: Runtime, stage: str, reason: str, *, msg_id: str, source: dict, excerpt: str = "") -> Out:
+def deadletter(runtime: Runtime, stage: str, reason: str, *, msg_id: str, source: dict[str, Any],
+               excerpt: str = "") -> Out:
     """A dead-letter record: the reason, where the input is, a masked excerpt — never raw PII."""
     value = {
         "schema": "wenzheng.deadletter/1",
@@ -64,20 +70,20 @@ class Stage(ABC):
     def inputs(self) -> list[str]: ...
 
     @abstractmethod
-    def process(self, value: dict, record) -> list[Out]:
+    def process(self, value: dict[str, Any], record: ConsumerRecord) -> list[Out]:
         """Outputs for one decoded record; raise BadMessage to dead-letter it."""
 
-    def process_many(self, items: list[tuple[dict, object]]) -> list[Out]:
+    def process_many(self, items: list[tuple[dict[str, Any], ConsumerRecord]]) -> list[Out]:
         """Outputs for a batch (override to vectorise); if it raises, records go one by one."""
         return [o for value, rec in items for o in self.process(value, rec)]
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         return {}
 
     def between_batches(self) -> None:  # noqa: B027 — optional hook
         """Called after each committed batch (and when idle): e.g. switch to a promoted model."""
 
-    def routes(self) -> list:
+    def routes(self) -> list[Route]:
         """HTTP routes (wenzheng.core.service.Route) to serve beside /healthz and /metrics."""
         return []
 
@@ -91,10 +97,10 @@ class StageWorker:
         self.last_batch_at: float | None = None
         self._stopped = threading.Event()
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         return {"processed": self.processed, "last_batch_at": self.last_batch_at, **self.stage.health()}
 
-    def routes(self) -> list:
+    def routes(self) -> list[Route]:
         return self.stage.routes()
 
     def stop(self) -> None:
@@ -140,7 +146,7 @@ class StageWorker:
                 self._stopped.set()
                 log.info("stage stopped", extra={"stage": stage.name, "processed": self.processed})
 
-    def _process(self, records) -> list[Out] | None:
+    def _process(self, records: list[ConsumerRecord]) -> list[Out] | None:
         """The fast path for a whole batch; one by one (to isolate the bad record) if it fails.
 
         A :class:`TransientError` (a database or service the stage writes to is down) is
@@ -157,7 +163,7 @@ class StageWorker:
         ok, outs = self._retry("processing", once)
         return outs if ok else None
 
-    def _retry(self, what: str, fn):
+    def _retry(self, what: str, fn: Callable[[], T]) -> tuple[bool, T | None]:
         """``fn()`` until it does not raise TransientError, with back-off: (True, its result),
         or (False, None) once the worker is stopping."""
         delay = 0.5
@@ -172,7 +178,7 @@ class StageWorker:
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    def _handle(self, rec) -> list[Out]:
+    def _handle(self, rec: ConsumerRecord) -> list[Out]:
         name = self.stage.name
         source = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
                   "key": rec.key.decode("utf-8", "replace") if rec.key else None}
@@ -194,12 +200,12 @@ class StageWorker:
         return [deadletter(self.runtime, name, reason, msg_id=msg_id, source=source, excerpt=excerpt)]
 
     def _publish(self, publisher: Publisher, outs: list[Out]) -> bool:
-        def once():
+        def once() -> tuple[list[Out], int]:
             before = publisher.skipped
             return publisher.publish(outs), publisher.skipped - before
 
         ok, result = self._retry("publish", once)
-        if not ok:
+        if not ok or result is None:
             return False
         sent, skipped = result
         for o in sent:
@@ -207,7 +213,7 @@ class StageWorker:
         DUPLICATES.labels(self.stage.name).inc(skipped)
         return True
 
-    def _report_lag(self, consumer) -> None:
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
         for tp in consumer.assignment():
             hw = consumer.highwater(tp)
             if hw is not None:

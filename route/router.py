@@ -40,8 +40,9 @@ class Router:
                 continue
             if r.jurisdiction and r.jurisdiction != c["jurisdiction"]:
                 continue
-            ids = [self._office_id(o, c["jurisdiction"]) for o in (r.office, *r.co_offices)]
-            if None in ids:
+            found = [self._office_id(o, c["jurisdiction"]) for o in (r.office, *r.co_offices)]
+            ids = [i for i in found if i is not None]
+            if len(ids) < len(found):
                 continue  # a county-relative rule, and the message has no such county office
             lead, co, rule = self.offices.offices[ids[0]], ids[1:], f"rule:{r.name}"
             break

@@ -98,8 +98,8 @@ class WorkCalendar:
     def add_working_hours(self, start: datetime, hours: float) -> datetime:
         """``hours`` of office time from ``start`` (from the next opening when outside office hours)."""
         left = timedelta(hours=hours)
-        t = self.local(start)
-        d = t.date()
+        t: datetime | None = self.local(start)
+        d = start.date() if t is None else t.date()
         if not self.is_workday(d):
             d, t = self.next_workday(d), None
         while True:

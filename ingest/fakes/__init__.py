@@ -31,8 +31,9 @@ class LocalServer:
 
     @property
     def url(self) -> str:
+        assert self.server is not None, "start() first"
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def stop(self) -> None:
         if self._timer is not None:

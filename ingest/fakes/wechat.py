@@ -39,9 +39,10 @@ import urllib.request
 import uuid
 from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
-
 from xml.etree import ElementTree
+
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import WeChatSigner
 
@@ -211,7 +212,7 @@ def location_xml(x: float, y: float, label: str, msg_id: int, scale: int = 15, *
 
 
 def event_xml(event: str, event_key: str | None = None, **kw) -> str:
-    fields = {"Event": event} | ({"EventKey": event_key} if event_key is not None else {})
+    fields: dict[str, Any] = {"Event": event} | ({"EventKey": event_key} if event_key is not None else {})
     return push_xml("event", **fields, **kw)
 
 
@@ -252,6 +253,7 @@ class PushClient:
         query = {"signature": self._sign(ts, nonce), "timestamp": ts, "nonce": nonce, "openid": openid}
         body = xml.encode() if isinstance(xml, str) else xml
         if encrypt:
+            assert self.crypto is not None, "safe mode needs encoding_aes_key"
             envelope = _fields(self.crypto.encrypt_message(xml, nonce, ts))
             body = (f"<xml>\n  <ToUserName>{_cdata('gh_wzgz0000001')}</ToUserName>\n"
                     f"  <Encrypt>{_cdata(envelope['Encrypt'])}</Encrypt>\n</xml>").encode()
@@ -266,6 +268,7 @@ class PushClient:
 
     def decrypt_reply(self, body: bytes) -> dict:
         """A safe-mode passive reply, decrypted and parsed (checks its msg_signature too)."""
+        assert self.crypto is not None, "safe mode needs encoding_aes_key"
         outer = _fields(body.decode())
         inner = self.crypto.decrypt_message(outer, outer["MsgSignature"], outer["TimeStamp"], outer["Nonce"])
         return _fields(inner)
