@@ -8,6 +8,7 @@
     ./dev bench train --train-messages 100000
     ./dev bench places          # village- and township-only messages → county
     ./dev bench features        # feature variants on long messages, the learning curve, the textbook baseline
+    ./dev bench privacy         # masking: recall per kind, false positives, messages/s (python -m benchmarks.privacy --baseline F)
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ import argparse
 import json
 import sys
 
-from . import classify, features, ingest_wechat, ingest_weibo, pipeline, places, replay, train
+from . import (
+    classify,
+    features,
+    ingest_wechat,
+    ingest_weibo,
+    pipeline,
+    places,
+    privacy,
+    replay,
+    train,
+)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="benchmarks")
-    p.add_argument("which", nargs="?", default="all", choices=["all", "pipeline", "first-case", "classify", "weibo", "wechat-push", "replay", "train", "places", "features"])
+    p.add_argument("which", nargs="?", default="all", choices=["all", "pipeline", "first-case", "classify", "weibo", "wechat-push", "replay", "train", "places", "features", "privacy"])
     p.add_argument("--messages", type=int, default=3000, help="pipeline: transcript files dropped")
     p.add_argument("--classify-messages", type=int, default=20000, help="classify: envelopes on the topic")
     p.add_argument("--train-messages", type=int, default=100_000, help="train: labelled history size")
@@ -46,6 +57,8 @@ def main() -> int:
         results["places"] = places.run()
     if args.which in ("all", "features"):
         results["features"] = features.run()
+    if args.which in ("all", "privacy"):
+        results["privacy"] = privacy.run()
     json.dump(results, sys.stdout, ensure_ascii=False, indent=2)
     print()
     return 0

@@ -35,7 +35,7 @@ from .errors import BadMessage, TransientError
 from .kafka import consumer as make_consumer
 from .kafka import producer as make_producer
 from .metrics import DEADLETTERED, DUPLICATES, ERRORS, LAG, MESSAGES_IN, MESSAGES_OUT
-from .privacy import mask_text
+from .privacy import mask_reason, mask_text
 from .runtime import Runtime
 from .service import Route
 
@@ -50,7 +50,7 @@ def deadletter(runtime: Runtime, stage: str, reason: str, *, msg_id: str, source
         "schema": "wenzheng.deadletter/1",
         "id": msg_id,
         "stage": stage,
-        "reason": reason,
+        "reason": mask_reason(reason),  # reasons quote what failed to parse
         "at": envelope.iso(envelope.now()),
         "source": source,
         "excerpt": mask_text(excerpt[:500]),
