@@ -413,6 +413,28 @@ class LedgerSettings(Model):
     """Score at which a message is a repeat of a case (see sinks/repeats.py)."""
 
 
+class ConsoleSettings(Model):
+    """The ledger worker's workbench console and the case API's accounts (wenzheng.sinks.console)."""
+
+    enabled: bool = True
+    """Serve the console (/console/…, /track) beside the case API."""
+    secret: SecretStr = SecretStr("")
+    """Signs session and CSRF cookies (WENZHENG_CONSOLE_SECRET); empty: a random one per start,
+    so sessions end when the worker restarts and several ledger workers do not share them."""
+    secure_cookies: bool = False
+    """Send cookies only over HTTPS: set it when the console is behind TLS (it should be)."""
+    session_hours: float = Field(10, gt=0)
+    """A login lasts this long (a working day), then the clerk signs in again."""
+    lockout_failures: int = Field(10, ge=1)
+    """Failed logins of one account within ``lockout_minutes`` that lock it until they age out."""
+    lockout_client_failures: int = Field(30, ge=1)
+    """Failed logins from one client address (any account) within ``lockout_minutes`` that lock the address."""
+    lockout_minutes: float = Field(15, gt=0)
+    track_per_minute: float = Field(10, gt=0)
+    """Lookups a minute per client address on the citizens' /track page (against enumeration)."""
+    track_burst: int = Field(5, ge=1)
+
+
 class ClassifierSettings(Model):
     model_dir: str | None = None
     """A trained model directory; empty: the baseline trained from the packaged corpus."""
@@ -444,6 +466,7 @@ class Settings(Model):
     state: StateSettings = StateSettings()
     ledger: LedgerSettings = LedgerSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    console: ConsoleSettings = ConsoleSettings()
     privacy: PrivacySettings = PrivacySettings()
     plugins: list[str] = []
     """Python modules with a ``register(registry)`` that add channels, stages, sinks or commands."""

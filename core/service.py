@@ -16,6 +16,11 @@ the limits (:class:`Limits`, configured as ``http.*``) hold before a handler run
 * routes declared ``public`` allow each client address ``rate_limit_per_minute``
   requests with bursts of ``rate_limit_burst`` (429 with Retry-After beyond).
 
+A whole ASGI application (the ledger worker's console) can be :meth:`Service.mount`-ed
+beside the routes: it is served behind the same body size and body deadline, and
+finds the service's bounded thread pool in its scope (:data:`THREADS`) for its
+blocking work; it rate-limits its own public pages.
+
 The listening socket is bound here with SO_REUSEADDR, so a restarted worker binds its
 port at once even while the previous one's connections are in TIME_WAIT.
 """
@@ -44,7 +49,9 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
 from starlette.routing import Route as StarletteRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,9 @@ TEXT = "text/plain; charset=utf-8"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 SHUTDOWN_GRACE_SECONDS = 5
 """How long stop() lets requests in progress finish before they are cancelled."""
+
+THREADS = "wenzheng.threads"
+"""Scope key of the service's thread limiter (an ``anyio.CapacityLimiter``) in a mounted app."""
 
 Reply = tuple[int, str, bytes]
 """What a handler returns: (status, content type, body)."""
@@ -131,13 +141,21 @@ class Route:
             raise TypeError(f"{self.path}: methods is a tuple, e.g. ('POST',)")
 
 
+@dataclass(frozen=True)
+class Mounted:
+    """A whole ASGI app a stage serves under ``path`` among its routes (:meth:`Service.mount`)."""
+
+    path: str
+    app: ASGIApp
+
+
 class _Refused(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason
 
 
-class _Buckets:
+class Buckets:
     """Token buckets by client address. Used on the event loop only, so unlocked; the
     least recently seen addresses are forgotten beyond ``size`` (they start full again)."""
 
@@ -275,8 +293,9 @@ class Service:
         self.health: Callable[[], dict[str, Any]] = dict
         """Details for /healthz; ``"ok": False`` among them makes it 503."""
         self.routes: list[Route] = []
+        self.mounts: list[tuple[str, ASGIApp]] = []
         self._threads = anyio.CapacityLimiter(self.limits.handler_threads)
-        self._buckets = _Buckets(self.limits.rate_limit_per_minute, self.limits.rate_limit_burst)
+        self._buckets = Buckets(self.limits.rate_limit_per_minute, self.limits.rate_limit_burst)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.add(Route("/healthz", self._healthz, summary="liveness and the stage's state",
@@ -286,10 +305,13 @@ class Service:
                  Route("/openapi.json", self._openapi, summary="this document",
                        responses={200: Body("OpenAPI 3", schema={"type": "object"})}))
 
-    def add(self, *routes: Route) -> None:
+    def add(self, *routes: Route | Mounted) -> None:
         """Serve these routes too. The same declaration twice (one per account of a
         channel) is served once; another handler on a method and path taken is an error."""
         for route in routes:
+            if isinstance(route, Mounted):
+                self.mount(route.path, route.app)
+                continue
             if route in self.routes:
                 continue
             for known in self.routes:
@@ -297,11 +319,18 @@ class Service:
                     raise ValueError(f"{route.path} {'/'.join(route.methods)} is declared twice, differently")
             self.routes.append(route)
 
+    def mount(self, path: str, app: ASGIApp) -> None:
+        """Serve ``app`` for every path under ``path`` ("/" for whatever the routes do not
+        take) behind the service's limits. Its own paths are the full request paths."""
+        self.mounts.append((path.rstrip("/"), _Guarded(app, self.limits, self._threads)))
+
     @property
     def app(self) -> Starlette:
-        """The ASGI application of the routes added so far (tests can call it in-process)."""
-        return Starlette(routes=[StarletteRoute(r.path, self._endpoint(r), methods=list(r.methods))
-                                 for r in self.routes])
+        """The ASGI application of the routes added so far, then the mounts (tests can call it in-process)."""
+        routes: list[BaseRoute] = [StarletteRoute(r.path, self._endpoint(r), methods=list(r.methods))
+                                   for r in self.routes]
+        routes += [Mount(path, app=app) for path, app in self.mounts]
+        return Starlette(routes=routes)
 
     def start(self) -> Service:
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
@@ -397,3 +426,43 @@ class Service:
     def _openapi(self, req: Request) -> Reply:
         doc = openapi(self.routes, f"wenzheng {self.name} worker")
         return 200, JSON, json.dumps(doc, ensure_ascii=False).encode()
+
+
+class _Guarded:
+    """A mounted app behind the service's limits: a declared body over ``max_body_bytes``
+    is refused before it is read, a streamed one is cut at the limit, and each part of it
+    must arrive within ``read_timeout_seconds``."""
+
+    def __init__(self, app: ASGIApp, limits: Limits, threads: anyio.CapacityLimiter):
+        self.app, self.limits, self.threads = app, limits, threads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.max_body_bytes
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            await _text(400, "Content-Length is not a number", close=True)(scope, receive, send)
+            return
+        if declared is not None and int(declared) > limit:
+            await _text(413, f"request body over {limit} bytes", close=True)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            try:
+                with anyio.fail_after(self.limits.read_timeout_seconds):
+                    message = await receive()
+            except TimeoutError:
+                raise _Refused(408, "request body too slow") from None
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _Refused(413, f"request body over {limit} bytes")
+            return message
+
+        try:
+            await self.app({**scope, THREADS: self.threads}, limited, send)
+        except _Refused as refused:  # raised before the app answered: it was still reading
+            await _text(refused.status, refused.reason, close=True)(scope, receive, send)

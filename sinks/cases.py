@@ -9,12 +9,22 @@ Tables:
   (``<city.case_prefix><YYYYMMDD>-<6-digit daily sequence>``, e.g. GZ20261122-000123,
   by the day of receipt in the city's time zone), the lead and co-handling offices,
   category, type, jurisdiction, channel, deadlines, status and its times, satisfaction,
-  the masked text (for repeat matching), and the rule, model version and config hash
-  that routed it.
+  the masked text (for repeat matching), the rule, model version and config hash
+  that routed it, the routed (masked) message that opened it (``envelope``: what a
+  dispatcher's assignment forwards, with the model's classification), and the
+  citizen's ``check_code`` (below).
 * ``case_messages`` — every message id, linked to its case (``message_id`` is the
   primary key: recording a message twice is a no-op, so the ledger stage is idempotent).
 * ``case_events`` — the status history: received, routed, merged, claimed, replied,
-  closed, reopened, with time, office, actor and note.
+  closed, reopened, and the workbench's assigned, returned (退回), invalid, duplicate,
+  extension (申请延期) and its decision; with time, office, actor, note, and the console
+  account and client address that did it.
+* ``case_extensions`` — an office's requests for a later answer deadline, and the
+  dispatcher's decision.
+* ``case_outbox`` — records a workbench action must publish (a dispatcher's assignment:
+  the office queues and the correction on ``wz.labels``), written in the action's
+  transaction and sent afterwards through the delivery journal, so an action is never
+  committed without its records, nor its records sent twice.
 * ``case_seq`` — the last sequence number per day. A new case takes the next one with
   ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` inside the transaction that inserts the
   case: PostgreSQL's row lock and SQLite's single writer make two ledger workers take
@@ -25,6 +35,13 @@ look for an open or recently closed case of the same jurisdiction whose text is 
 near-duplicate (:mod:`wenzheng.sinks.repeats`) → link the message to it with a
 ``merged`` event; else a new case with its ``received`` and ``routed`` events.
 
+The check code: six random digits drawn when a case is created, stored on it, never
+derived from the tracking number. Staff see it on the case (console, ``wenzheng case
+show``) and give it to the citizen with the tracking number — read out at the end of
+the call, or in the acknowledgement the channel sends; with both a citizen looks the
+case up on ``/track``. Offices act only on their own cases: :class:`NotYours`, whose
+message names no office.
+
 Times are stored in UTC and returned in the city's time zone.
 """
 
@@ -32,9 +49,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -47,8 +67,14 @@ from .repeats import Deduper, normalise
 
 log = logging.getLogger(__name__)
 UTC = ZoneInfo("UTC")
-STATUSES = ("received", "routed", "claimed", "replied", "closed", "reopened")
-VERBS = {"claimed": "claim", "replied": "reply to", "closed": "close", "reopened": "reopen"}
+STATUSES = ("received", "routed", "claimed", "replied", "closed", "reopened", "returned", "invalid", "duplicate")
+DISCARDED = ("invalid", "duplicate")
+"""Cases the dispatcher set aside: spam and the like, and repeats joined to their case."""
+DONE = ("closed", *DISCARDED)
+"""Statuses of a case nobody has to act on any more."""
+OPEN = tuple(s for s in STATUSES if s not in DONE)
+VERBS = {"claimed": "claim", "replied": "reply to", "closed": "close", "reopened": "reopen", "assigned": "assign",
+         "returned": "return", "invalid": "mark invalid", "duplicate": "mark as a repeat", "extension": "extend"}
 
 meta = sa.MetaData()
 cases_t = sa.Table(
@@ -77,6 +103,8 @@ cases_t = sa.Table(
     sa.Column("rule", sa.Text),
     sa.Column("model_version", sa.Text),
     sa.Column("config_hash", sa.Text),
+    sa.Column("check_code", sa.String(12)),
+    sa.Column("envelope", sa.Text),
     sa.Index("cases_place_time", "jurisdiction", "received_at"),
     sa.Index("cases_received", "received_at"),
 )
@@ -97,6 +125,30 @@ events_t = sa.Table(
     sa.Column("office_id", sa.String(80)),
     sa.Column("actor", sa.Text),
     sa.Column("note", sa.Text),
+    sa.Column("account", sa.String(80)),
+    sa.Column("client", sa.String(64)),
+)
+extensions_t = sa.Table(
+    "case_extensions", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id"), nullable=False, index=True),
+    sa.Column("office_id", sa.String(80), nullable=False),
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("requested_by", sa.String(80)),
+    sa.Column("until", sa.DateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("state", sa.String(10), nullable=False, default="pending"),
+    sa.Column("decided_at", sa.DateTime),
+    sa.Column("decided_by", sa.String(80)),
+)
+outbox_t = sa.Table(
+    "case_outbox", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id"), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("records", sa.Text, nullable=False),
+    sa.Column("sent_at", sa.DateTime, index=True),
+    sa.Column("leased_until", sa.DateTime),
 )
 seq_t = sa.Table(
     "case_seq", meta,
@@ -111,8 +163,30 @@ def _case_norm(title: str | None, text: str | None) -> str:
     return normalise(f"{title or ''} {text or ''}".strip())
 
 
+def new_check_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
 class CaseError(WenzhengError):
     """An office action the case's state does not allow (unknown case, wrong office, order)."""
+
+
+class NotYours(CaseError):
+    """The case is not the acting office's: said without naming any office (403)."""
+
+    def __init__(self, tracking_no: str):
+        super().__init__(f"{tracking_no} is not a case of your office")
+
+
+class Actor(NamedTuple):
+    """Who does an action: the name recorded as ``actor``, the console account, the client address."""
+
+    name: str = ""
+    account: str | None = None
+    client: str | None = None
+
+
+CLI = Actor()
 
 
 class Ledger:
@@ -130,8 +204,23 @@ class Ledger:
             sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(storage.BEGIN))
         try:
             meta.create_all(self.engine)
+            self._upgrade()
         except OperationalError as exc:
             raise TransientError(f"case ledger unreachable: {str(exc.orig).strip().splitlines()[0]}") from None
+
+    def _upgrade(self) -> None:
+        """Add the columns a ledger made by an older version lacks (create_all makes only
+        missing tables), and give its cases their check codes."""
+        with self.engine.begin() as db:
+            inspector = sa.inspect(db)
+            for table in (cases_t, events_t):
+                have = {c["name"] for c in inspector.get_columns(table.name)}
+                for col in table.columns:
+                    if col.name not in have:
+                        db.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {col.name} "
+                                           f"{col.type.compile(self.engine.dialect)}")
+            for (case_id,) in db.execute(sa.select(cases_t.c.id).where(cases_t.c.check_code.is_(None))).all():
+                db.execute(cases_t.update().where(cases_t.c.id == case_id).values(check_code=new_check_code()))
 
     @property
     def sqlite(self) -> bool:
@@ -246,7 +335,7 @@ class Ledger:
         seq = self._next_seq(db, day)
         tracking = f"{self.prefix}{day}-{seq:06d}"
         case_id = db.execute(cases_t.insert().values(
-            tracking_no=tracking, status="routed", jurisdiction=jurisdiction,
+            tracking_no=tracking, status="routed", jurisdiction=jurisdiction, check_code=new_check_code(),
             **self._clock(received, r), **self._routing(routed, r, c, norm),
         ).returning(cases_t.c.id)).scalar_one()
         db.execute(messages_t.insert().values(message_id=msg_id, case_id=case_id, channel=routed.get("channel"),
@@ -272,7 +361,8 @@ class Ledger:
                     co_offices=json.dumps(r.get("co_offices") or []), triage=bool(r.get("triage")),
                     category=c.get("category"), type=c.get("type"), channel=routed.get("channel"),
                     title=routed.get("title"), text=routed.get("text"), norm=norm,
-                    rule=r.get("rule"), model_version=r.get("model_version"), config_hash=r.get("config_hash"))
+                    rule=r.get("rule"), model_version=r.get("model_version"), config_hash=r.get("config_hash"),
+                    envelope=json.dumps(routed, ensure_ascii=False))
 
     def _next_seq(self, db, day: str) -> int:
         if self.sqlite:
@@ -291,43 +381,170 @@ class Ledger:
             raise CaseError(f"no case {tracking_no}")
         return row
 
-    def _act(self, tracking_no: str, event: str, allowed: tuple[str, ...], office_id: str | None,
-             actor: str | None, note: str | None, at: datetime | None, changes: dict) -> dict:
+    def _act(self, tracking_no: str, step: _Step, by: Actor | str, at: datetime | None) -> dict:
         at = self._now(at)
+        by = by if isinstance(by, Actor) else Actor(by)
         with self.engine.begin() as db:
             case = self._case(db, tracking_no)
-            offices = {case.office_id, *json.loads(case.co_offices)}
-            if office_id is not None and office_id not in offices:
-                raise CaseError(f"{tracking_no} is not a case of office {office_id} (it is {', '.join(sorted(offices))}'s)")
-            if case.status not in allowed:
-                raise CaseError(f"{tracking_no} is {case.status}: cannot {VERBS[event]} it (only when {' or '.join(allowed)})")
-            values = {k: (self._db(at) if v is _AT else v) for k, v in changes.items()}
-            db.execute(cases_t.update().where(cases_t.c.id == case.id).values(status=event, **values))
-            db.execute(events_t.insert().values(case_id=case.id, at=self._db(at), event=event, office_id=office_id,
-                                                actor=actor, note=note))
+            if step.office_id is not None and step.office_id not in (
+                    {case.office_id} if step.lead_only else offices_of(case)):
+                raise NotYours(tracking_no)
+            verb = VERBS.get(step.event, "decide on")
+            if case.status not in step.allowed:
+                raise CaseError(f"{tracking_no} is {case.status}: cannot {verb} it (only when {' or '.join(step.allowed)})")
+            if step.triage is not None and bool(case.triage) != step.triage:
+                raise CaseError(f"{tracking_no} is {'' if case.triage else 'not '}in triage: cannot {verb} it")
+            values = {k: (self._db(at) if v is _AT else v) for k, v in step.changes.items()}
+            if not step.keep_status:
+                values.setdefault("status", step.event)
+            if values:
+                db.execute(cases_t.update().where(cases_t.c.id == case.id).values(**values))
+            db.execute(events_t.insert().values(case_id=case.id, at=self._db(at), event=step.event,
+                                                office_id=step.office_id, actor=by.name, note=step.note,
+                                                account=by.account, client=by.client))
+            if step.then is not None:
+                step.then(db, case, at)
         return self.get(tracking_no)
 
-    def claim(self, tracking_no: str, office_id: str, actor: str = "", at: datetime | None = None) -> dict:
-        return self._act(tracking_no, "claimed", ("routed", "reopened"), office_id, actor, None, at,
-                         {"claimed_at": _AT})
+    def claim(self, tracking_no: str, office_id: str, actor: Actor | str = "", at: datetime | None = None) -> dict:
+        return self._act(tracking_no, _Step("claimed", ("routed", "reopened"), office_id,
+                                            changes={"claimed_at": _AT}), actor, at)
 
-    def reply(self, tracking_no: str, office_id: str, text: str, actor: str = "", at: datetime | None = None) -> dict:
+    def reply(self, tracking_no: str, office_id: str, text: str, actor: Actor | str = "",
+              at: datetime | None = None) -> dict:
         if not text.strip():
             raise CaseError("a reply needs its text")
-        return self._act(tracking_no, "replied", ("claimed",), office_id, actor, text, at, {"replied_at": _AT})
+        return self._act(tracking_no, _Step("replied", ("claimed",), office_id, note=text,
+                                            changes={"replied_at": _AT}), actor, at)
 
-    def close(self, tracking_no: str, satisfaction: int | None = None, actor: str = "", note: str | None = None,
-              at: datetime | None = None) -> dict:
+    def close(self, tracking_no: str, satisfaction: int | None = None, actor: Actor | str = "",
+              note: str | None = None, at: datetime | None = None, office_id: str | None = None) -> dict:
         if satisfaction is not None and not 1 <= satisfaction <= 5:
             raise CaseError("satisfaction is 1 (very dissatisfied) to 5 (very satisfied)")
-        return self._act(tracking_no, "closed", ("replied",), None, actor, note, at,
-                         {"closed_at": _AT, "satisfaction": satisfaction})
+        return self._act(tracking_no, _Step("closed", ("replied",), office_id, note=note,
+                                            changes={"closed_at": _AT, "satisfaction": satisfaction}), actor, at)
 
-    def reopen(self, tracking_no: str, reason: str, actor: str = "", at: datetime | None = None) -> dict:
+    def reopen(self, tracking_no: str, reason: str, actor: Actor | str = "", at: datetime | None = None,
+               office_id: str | None = None) -> dict:
         if not reason.strip():
             raise CaseError("reopening needs a reason")
-        return self._act(tracking_no, "reopened", ("replied", "closed"), None, actor, reason, at,
-                         {"replied_at": None, "closed_at": None, "claimed_at": None})
+        return self._act(tracking_no, _Step("reopened", ("replied", "closed"), office_id, note=reason,
+                                            changes={"replied_at": None, "closed_at": None, "claimed_at": None}),
+                         actor, at)
+
+    # --- the workbench: triage, 退回, 延期 -------------------------------------------------
+
+    def assign(self, tracking_no: str, decision: dict, by: Actor, outbox: Outbox, at: datetime | None = None) -> dict:
+        """A dispatcher places a triage case: ``decision`` holds office_id, office_name,
+        co_offices, category, type and jurisdiction. ``outbox(case, at, n)`` gives the
+        records to publish for the n-th assignment of the case (see ``case_outbox``)."""
+        def then(db, case, at):
+            n = db.execute(sa.select(sa.func.count()).select_from(events_t).where(
+                events_t.c.case_id == case.id, events_t.c.event == "assigned")).scalar_one()
+            self._queue(db, case.id, at, outbox(case, at, n))
+
+        labels = {k: decision[k] for k in ("category", "type", "jurisdiction")}
+        changes = {**labels, "status": "routed", "triage": False, "office_id": decision["office_id"],
+                   "office_name": decision["office_name"], "co_offices": json.dumps(decision.get("co_offices") or []),
+                   "claimed_at": None}
+        note = json.dumps({**labels, "office_id": decision["office_id"], "co_offices": decision.get("co_offices") or []},
+                          ensure_ascii=False)
+        return self._act(tracking_no, _Step("assigned", OPEN, triage=True, note=note, changes=changes, then=then),
+                         by, at)
+
+    def return_to_triage(self, tracking_no: str, office_id: str, triage_office: tuple[str, str], reason: str,
+                         by: Actor, at: datetime | None = None) -> dict:
+        """退回: the lead office gives back a case that is not its own; ``triage_office`` is (id, name)."""
+        if not reason.strip():
+            raise CaseError("退回 needs a reason")
+        changes = {"office_id": triage_office[0], "office_name": triage_office[1], "co_offices": "[]",
+                   "triage": True, "claimed_at": None}
+        return self._act(tracking_no, _Step("returned", ("routed", "claimed", "reopened"), office_id, triage=False,
+                                            note=reason, changes=changes, lead_only=True), by, at)
+
+    def mark_invalid(self, tracking_no: str, reason: str, by: Actor, at: datetime | None = None) -> dict:
+        """Spam, a test call, nothing to act on: done without an office."""
+        return self._act(tracking_no, _Step("invalid", OPEN, triage=True, note=reason or "invalid",
+                                            changes={"closed_at": _AT}), by, at)
+
+    def mark_repeat(self, tracking_no: str, of: str, by: Actor, at: datetime | None = None) -> dict:
+        """A repeat of case ``of`` the matcher missed: its messages join that case."""
+        if of == tracking_no:
+            raise CaseError("a case cannot repeat itself")
+
+        def then(db, case, at):
+            target = self._case(db, of)
+            db.execute(messages_t.update().where(messages_t.c.case_id == case.id).values(case_id=target.id))
+            db.execute(events_t.insert().values(case_id=target.id, at=self._db(at), event="merged", actor=by.name,
+                                                account=by.account, client=by.client,
+                                                note=json.dumps({"case": tracking_no}, ensure_ascii=False)))
+
+        return self._act(tracking_no, _Step("duplicate", OPEN, triage=True, note=of, changes={"closed_at": _AT},
+                                            then=then), by, at)
+
+    def request_extension(self, tracking_no: str, office_id: str, until: datetime, reason: str, by: Actor,
+                          at: datetime | None = None) -> dict:
+        """申请延期: the lead office asks for a later answer deadline; the dispatcher decides."""
+        if not reason.strip():
+            raise CaseError("an extension needs a reason")
+
+        def then(db, case, at):
+            if case.answer_due is not None and self._db(until) <= case.answer_due:
+                raise CaseError("the new deadline must be later than the current one")
+            if self._pending_extension(db, case.id) is not None:
+                raise CaseError(f"{tracking_no} has an extension request waiting already")
+            db.execute(extensions_t.insert().values(case_id=case.id, office_id=office_id, requested_at=self._db(at),
+                                                    requested_by=by.account, until=self._db(until), reason=reason))
+
+        note = json.dumps({"until": until.isoformat(), "reason": reason}, ensure_ascii=False)
+        return self._act(tracking_no, _Step("extension", ("routed", "claimed", "reopened"), office_id, note=note,
+                                            keep_status=True, lead_only=True, then=then), by, at)
+
+    def decide_extension(self, tracking_no: str, approve: bool, by: Actor, at: datetime | None = None) -> dict:
+        """The dispatcher approves (the answer deadline moves) or refuses an office's request."""
+        def then(db, case, at):
+            ext = self._pending_extension(db, case.id)
+            if ext is None:
+                raise CaseError(f"{tracking_no} has no extension request waiting")
+            db.execute(extensions_t.update().where(extensions_t.c.id == ext.id).values(
+                state="approved" if approve else "refused", decided_at=self._db(at), decided_by=by.account))
+            if approve:
+                db.execute(cases_t.update().where(cases_t.c.id == case.id).values(answer_due=ext.until))
+
+        return self._act(tracking_no, _Step("ext_approved" if approve else "ext_refused", OPEN, keep_status=True,
+                                            then=then), by, at)
+
+    @staticmethod
+    def _pending_extension(db, case_id: int):
+        return db.execute(sa.select(extensions_t).where(extensions_t.c.case_id == case_id,
+                                                        extensions_t.c.state == "pending")).first()
+
+    def _queue(self, db, case_id: int, at: datetime, records: list[dict]) -> None:
+        if records:
+            db.execute(outbox_t.insert().values(case_id=case_id, created_at=self._db(at),
+                                                records=json.dumps(records, ensure_ascii=False)))
+
+    def outbox(self, lease_seconds: float = 120, limit: int = 100) -> list[tuple[int, list[dict]]]:
+        """Records of committed actions not yet published, [(outbox id, [{topic, id, value}])],
+        each leased to the caller for ``lease_seconds``: two workers (or two threads) flushing at
+        once never take the same row; a row whose publisher died is taken again once its lease ends."""
+        now = self._db(self._now(None))
+        taken = []
+        with self.engine.begin() as db:
+            rows = db.execute(sa.select(outbox_t.c.id, outbox_t.c.records).where(
+                outbox_t.c.sent_at.is_(None), sa.or_(outbox_t.c.leased_until.is_(None), outbox_t.c.leased_until < now))
+                .order_by(outbox_t.c.id).limit(limit)).all()
+            for r in rows:
+                if db.execute(outbox_t.update().where(
+                        outbox_t.c.id == r.id, outbox_t.c.sent_at.is_(None),
+                        sa.or_(outbox_t.c.leased_until.is_(None), outbox_t.c.leased_until < now))
+                        .values(leased_until=now + timedelta(seconds=lease_seconds))).rowcount:
+                    taken.append((r.id, json.loads(r.records)))
+        return taken
+
+    def outbox_sent(self, ids: list[int]) -> None:
+        with self.engine.begin() as db:
+            db.execute(outbox_t.update().where(outbox_t.c.id.in_(ids)).values(sent_at=self._db(self._now(None))))
 
     # --- reading -----------------------------------------------------------------------
 
@@ -338,14 +555,62 @@ class Ledger:
                               .order_by(messages_t.c.received_at, messages_t.c.message_id)).all()
             events = db.execute(sa.select(events_t).where(events_t.c.case_id == case.id)
                                 .order_by(events_t.c.id)).all()  # the order things happened in
+            ext = self._pending_extension(db, case.id)
         out = self._row(case, [m.message_id for m in msgs])
         out.update(title=case.title, text=case.text, rule=case.rule, model_version=case.model_version,
-                   config_hash=case.config_hash, triage=case.triage,
+                   config_hash=case.config_hash, triage=case.triage, check_code=case.check_code,
+                   classification=_classification(case.envelope),
+                   extension=ext and {"until": self._local(ext.until), "reason": ext.reason,
+                                      "requested_by": ext.requested_by},
                    messages=[{"message_id": m.message_id, "channel": m.channel,
                               "received_at": self._local(m.received_at), "score": m.score} for m in msgs],
                    events=[{"at": self._local(e.at), "event": e.event, "office_id": e.office_id,
-                            "actor": e.actor, "note": e.note} for e in events])
+                            "actor": e.actor, "note": e.note, "account": e.account, "client": e.client}
+                           for e in events])
         return out
+
+    def envelope(self, tracking_no: str) -> dict:
+        """The routed (masked) message that opened the case, as the ledger received it."""
+        with self.engine.connect() as db:
+            case = self._case(db, tracking_no)
+        return json.loads(case.envelope) if case.envelope else {}
+
+    def track(self, tracking_no: str, check_code: str) -> dict | None:
+        """The case, if the check code is its own; None alike for an unknown number and a wrong code."""
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(cases_t.c.check_code).where(cases_t.c.tracking_no == tracking_no)).first()
+        stored = row.check_code if row and row.check_code else "-" * 6
+        if not secrets.compare_digest(stored.encode(), (check_code or "").strip().encode()) or row is None:
+            return None
+        return self.get(tracking_no)
+
+    def open_cases(self, *, office_id: str | None = None, triage: bool | None = None) -> list[dict]:
+        """Open cases of an office (lead or co-handling) or of triage, each with its classification
+        and pending extension request; oldest first (the console sorts them as each view needs)."""
+        q = sa.select(cases_t).where(cases_t.c.status.in_(OPEN))
+        if triage is not None:
+            q = q.where(cases_t.c.triage.is_(triage))
+        if office_id is not None:  # co_offices is a JSON list: match the quoted id, then check
+            q = q.where(sa.or_(cases_t.c.office_id == office_id, cases_t.c.co_offices.contains(f'"{office_id}"')))
+        with self.engine.connect() as db:
+            rows = db.execute(q.order_by(cases_t.c.received_at, cases_t.c.id)).all()
+            pending = {e.case_id: e for e in db.execute(sa.select(extensions_t).where(
+                extensions_t.c.state == "pending", extensions_t.c.case_id.in_([r.id for r in rows] or [-1])))}
+        out = []
+        for r in rows:
+            if office_id is not None and office_id not in offices_of(r):
+                continue
+            ext = pending.get(r.id)
+            out.append({**self._row(r, []), "title": r.title, "text": r.text, "triage": r.triage,
+                        "classification": _classification(r.envelope),
+                        "extension": ext and {"until": self._local(ext.until), "reason": ext.reason,
+                                              "office_id": ext.office_id, "requested_by": ext.requested_by}})
+        return out
+
+    def status_counts(self) -> dict[str, int]:
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(cases_t.c.status, sa.func.count()).group_by(cases_t.c.status)).all()
+        return {status: n for status, n in rows}
 
     def cases(self, start: datetime, end: datetime) -> Iterator[dict]:
         """Cases received in [start, end), as plain dicts (the report's input)."""
@@ -389,6 +654,40 @@ class Ledger:
 
 
 _AT = object()  # "the action's time" in a change set
+
+Outbox = Callable[[Any, datetime, int], list[dict]]
+"""(case row, the action's time, which assignment of the case it is) → records to publish."""
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One action on a case, as :meth:`Ledger._act` checks and records it."""
+
+    event: str
+    allowed: tuple[str, ...]
+    """The statuses it may be taken in."""
+    office_id: str | None = None
+    """The acting office, which must be the case's (None: not an office's action)."""
+    triage: bool | None = None
+    """Whether the case must be in triage (True), must not be (False), or either."""
+    note: str | None = None
+    changes: dict = field(default_factory=dict)
+    then: Callable[[Any, Any, datetime], None] | None = None
+    """More work in the same transaction: (connection, case row, time)."""
+    keep_status: bool = False
+    lead_only: bool = False
+    """Only the lead office, not a co-handling one."""
+
+
+def offices_of(case) -> set[str]:
+    """The lead and co-handling offices of a case row."""
+    return {case.office_id, *json.loads(case.co_offices)}
+
+
+def _classification(envelope: str | None) -> dict:
+    if not envelope:
+        return {}
+    return json.loads(envelope).get("classification") or {}
 
 
 def _dt(value) -> datetime | None:

@@ -4,7 +4,11 @@ Every routed message is recorded in one ledger transaction (idempotent by messag
 see :mod:`wenzheng.sinks.cases`); the stage publishes nothing of its own, so its
 offsets are committed right after the batch's transactions committed. Between
 batches it runs the supervision job (:mod:`wenzheng.sinks.supervise`) every
-``supervision.every_seconds``.
+``supervision.every_seconds``, and publishes what workbench actions left in the
+ledger's outbox unsent (Kafka was away when the dispatcher assigned).
+
+Its HTTP service carries the case API (:mod:`wenzheng.sinks.api`) and, unless
+``console.enabled`` is off, the workbench console (:mod:`wenzheng.sinks.console`).
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ from wenzheng.core import envelope
 from wenzheng.core.delivery import Out, Publisher
 from wenzheng.core.errors import BadMessage, TransientError
 from wenzheng.core.kafka import producer as make_producer
+from wenzheng.core.service import Mounted
 from wenzheng.core.stage import Stage
 
+from .accounts import Accounts
 from .cases import Ledger
+from .dispatch import STAGE as CONSOLE_STAGE
+from .dispatch import flush
 from .supervise import SupervisionJob
 
 if TYPE_CHECKING:
@@ -37,10 +45,13 @@ class LedgerStage(Stage):
         if n := self.ledger.renormalise_open():
             log.info("open cases renormalised for repeat matching: %d", n)
         self.created = self.merged = 0
+        self.accounts = Accounts.from_settings(self.ledger.engine, runtime.settings)
         self.job = None
+        producer = make_producer(runtime.settings)
+        self.console_publisher = Publisher(runtime.settings, producer, runtime.journal, CONSOLE_STAGE)
         if supervise:
-            publisher = Publisher(runtime.settings, make_producer(runtime.settings), runtime.journal, "supervise")
-            self.job = SupervisionJob(runtime, self.ledger, publisher)
+            self.job = SupervisionJob(runtime, self.ledger, Publisher(runtime.settings, producer, runtime.journal,
+                                                                       "supervise"))
         self._next_run = 0.0
 
     def inputs(self) -> list[str]:
@@ -56,20 +67,31 @@ class LedgerStage(Stage):
         return []
 
     def between_batches(self) -> None:
-        if self.job is None or time.monotonic() < self._next_run:
+        if time.monotonic() < self._next_run:
             return
         self._next_run = time.monotonic() + self.runtime.settings.supervision.every_seconds
-        try:
-            self.job.run()
-        except TransientError as exc:
-            log.warning("supervision run failed: %s", exc)
-        except Exception:  # the job must never stop the ledger
-            log.exception("supervision run failed")
+        jobs = {"outbox": lambda: flush(self.ledger, self.console_publisher)}
+        if self.job is not None:
+            jobs["supervision"] = self.job.run
+        for what, job in jobs.items():
+            try:
+                job()
+            except TransientError as exc:
+                log.warning("%s run failed: %s", what, exc)
+            except Exception:  # neither job may stop the ledger
+                log.exception("%s run failed", what)
 
-    def routes(self) -> list[Route]:
-        from .api import routes  # the case API (it imports the CLI's command base)
+    def routes(self) -> list[Route | Mounted]:
+        from .api import TrackGuard, routes  # the case API (it imports the CLI's command base)
+        from .console.app import Console
 
-        return routes(self.ledger)
+        settings = self.runtime.settings
+        guard = TrackGuard.from_settings(settings)  # one limit for /track and GET /cases/<no>
+        out: list[Route | Mounted] = [*routes(self.ledger, self.accounts, guard)]
+        if settings.console.enabled:
+            console = Console(self.ledger, self.accounts, self.runtime.config, guard, self.console_publisher)
+            out.append(Mounted("/", console.app()))
+        return out
 
     def health(self) -> dict:
         return {"cases_created": self.created, "merged": self.merged, **self.ledger.counts(),

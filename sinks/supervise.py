@@ -2,8 +2,8 @@
 
 A scheduled job of the ledger worker (every ``supervision.every_seconds``). Each run:
 
-1. Reads the ledger's open cases (every case not closed; a closed case that is
-   reopened is open again).
+1. Reads the ledger's open cases (every case not closed, nor marked invalid or a
+   repeat by the dispatcher; a closed case that is reopened is open again).
 2. Grades each milestone not yet met with :func:`grade`: claimed within
    ``supervision.claim_hours`` of receipt, answered within ``reply_hours`` or by the
    case's answer deadline if that is earlier, closed within ``close_hours``. Yellow
@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 
 from wenzheng.core import envelope
 from wenzheng.core.delivery import Out, Publisher
+
+from .cases import DONE
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def records(cases, settings, now: datetime, topic: str) -> list[Out]:
     outs = []
     tz = now.tzinfo
     for case in cases:
-        if case["status"] == "closed":
+        if case["status"] in DONE:
             continue
         for g in grade(case, now, settings):
             key = f"{case['tracking_no']}:{g['milestone']}:{g['grade']}"
@@ -87,7 +89,7 @@ class SupervisionJob:
 
     def run(self, now: datetime | None = None) -> int:
         now = now or envelope.now()
-        cases = [c for c in self.ledger.cases(now - LOOKBACK, now) if c["status"] != "closed"]
+        cases = [c for c in self.ledger.cases(now - LOOKBACK, now) if c["status"] not in DONE]
         outs = records(cases, self.runtime.settings, now, self.runtime.topics.supervision)
         sent = self.publisher.publish(outs) if outs else []
         counts: dict[str, int] = {}

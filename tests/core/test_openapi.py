@@ -28,6 +28,8 @@ from wenzheng.config import load
 from wenzheng.core.runtime import Runtime
 from wenzheng.core.service import Service
 from wenzheng.ingest.worker import IngestWorker
+from wenzheng.sinks.accounts import Accounts
+from wenzheng.sinks.api import TrackGuard
 from wenzheng.sinks.api import routes as case_routes
 from wenzheng.sinks.cases import Ledger
 
@@ -46,13 +48,20 @@ def sign(case) -> None:
     q["signature"] = hashlib.sha1("".join(sorted([TOKEN, str(q["timestamp"]), str(q["nonce"])])).encode()).hexdigest()
 
 
-def exercise(op, mode: GenerationMode, checks: list, examples: int, params: dict) -> None:
+def exercise(op, mode: GenerationMode, checks: list, examples: int, params: dict,
+             headers: dict | None = None, query: dict | None = None) -> None:
+    """Requests generated for one operation; ``headers`` and ``query`` set over what was generated
+    (a real token, a real check code), where the operation takes them."""
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(case=op.as_strategy(mode, path_parameters=params or None))
     def run(case):
         if op.path.startswith("/wechat/") and mode is GenerationMode.POSITIVE:
             sign(case)
+        if headers and case.method == "POST":
+            case.headers = {**(case.headers or {}), **headers}
+        if query and case.method == "GET" and case.query is not None:
+            case.query = {**case.query, **query}
         case.call_and_validate(checks=checks)
 
     try:
@@ -105,21 +114,35 @@ def test_the_ingest_worker_keeps_to_its_openapi_document(ingest_service):
             "GET /open311/requests/{id}.json", "GET /open311/services.json", "GET /healthz"} <= set(labels)
 
 
+def case_service(ledger: Ledger, accounts: Accounts) -> Service:
+    service = Service("127.0.0.1", 0, "ledger")
+    service.add(*case_routes(ledger, accounts, TrackGuard(1e6, 10**6)))
+    return service
+
+
 def test_the_case_api_keeps_to_its_openapi_document(tmp_path):
     ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite3", prefix="GZ")
     try:
         tracking = ledger.record(routed("wechat:1", "唐江镇幸福路的路灯坏了"))["tracking_no"]
-        service = Service("127.0.0.1", 0, "ledger")
-        service.add(*case_routes(ledger))
+        accounts = Accounts(ledger.engine)
+        service = case_service(ledger, accounts)
         assert {"GET /cases/{tracking_no}", "POST /cases/{tracking_no}/{action}"} <= set(conform(service))
-        conform(service, tracking_no=tracking)  # a case that exists: claims, replies, closes
+        # a case that exists, its check code, and the office's token: claims, replies, closes
+        token = accounts.new_token("360703-cgj")
+        schema = schemathesis.openapi.from_asgi("/openapi.json", service.app)
+        for result in schema.get_all_operations():
+            op = result.ok()
+            if op.path.startswith("/cases/"):
+                fixed = {"tracking_no": tracking}
+                exercise(op, GenerationMode.POSITIVE, CONFORMS, 15, fixed,
+                         {"Authorization": f"Bearer {token}"}, {"code": ledger.get(tracking)["check_code"]})
     finally:
         ledger.dispose()
 
 
 def test_the_document_describes_routes_limits_and_parameters():
-    ledger_service = Service("127.0.0.1", 0, "ledger")
-    ledger_service.add(*case_routes(Ledger("sqlite://", prefix="GZ")))
+    ledger = Ledger("sqlite://", prefix="GZ")
+    ledger_service = case_service(ledger, Accounts(ledger.engine))
     from starlette.testclient import TestClient
 
     with TestClient(ledger_service.app) as client:
@@ -127,8 +150,10 @@ def test_the_document_describes_routes_limits_and_parameters():
     assert doc["openapi"].startswith("3.") and doc["info"]["title"] == "wenzheng ledger worker"
     lookup, action = doc["paths"]["/cases/{tracking_no}"]["get"], doc["paths"]["/cases/{tracking_no}/{action}"]["post"]
     assert lookup["summary"] and {"200", "404", "429"} <= set(lookup["responses"])  # public: rate-limited
-    assert "429" not in action["responses"] and {"408", "413"} <= set(action["responses"])  # takes a body
+    assert {p["name"] for p in lookup["parameters"]} == {"tracking_no", "code"}  # the check code
+    assert "429" not in action["responses"] and {"401", "403", "408", "413"} <= set(action["responses"])
     params = {p["name"]: p for p in action["parameters"]}
     assert params["action"]["schema"]["enum"] == ["claim", "reply", "close", "reopen"]
+    assert params["Authorization"]["in"] == "header" and params["Authorization"]["required"] is True
     assert params["tracking_no"]["in"] == "path" and params["tracking_no"]["required"] is True
     assert "satisfaction" in action["requestBody"]["content"]["application/json"]["schema"]["properties"]

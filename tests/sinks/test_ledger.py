@@ -13,8 +13,9 @@ import pytest
 from tests.conftest import free_port
 from wenzheng.config import load
 from wenzheng.core.service import Service
-from wenzheng.sinks.api import routes
-from wenzheng.sinks.cases import CaseError, Ledger
+from wenzheng.sinks.accounts import Accounts
+from wenzheng.sinks.api import TrackGuard, routes
+from wenzheng.sinks.cases import CaseError, Ledger, NotYours
 from wenzheng.sinks.supervise import records
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -93,8 +94,9 @@ def test_office_actions_and_their_order(ledger):
     t = ledger.record(routed("wechat:1", "唐江镇幸福路的路灯坏了", co=["360703-zjj"]))["tracking_no"]
     with pytest.raises(CaseError, match="cannot reply to it"):
         ledger.reply(t, "360703-cgj", "已修复")
-    with pytest.raises(CaseError, match="not a case of office 360703-gaj"):
+    with pytest.raises(NotYours, match="not a case of your office") as refused:
         ledger.claim(t, "360703-gaj")
+    assert "360703" not in str(refused.value).replace(t, "")  # names no office, neither its own nor the case's
     with pytest.raises(CaseError, match="no case GZ20990101-000001"):
         ledger.claim("GZ20990101-000001", "360703-cgj")
     at = datetime(2026, 11, 23, 9, 30, tzinfo=SH)
@@ -165,15 +167,20 @@ def test_supervision_grades_and_repeats_red_daily(ledger):
 
 
 def test_http_api_for_offices_and_citizens(ledger):
+    """Offices act with their bearer token; a citizen looks up with the check code."""
     t = ledger.record(routed("wechat:1", "唐江镇幸福路的路灯坏了"))["tracking_no"]
+    accounts = Accounts(ledger.engine)
+    token, other = accounts.new_token("360703-cgj", "cgj-oa"), accounts.new_token("360703-gaj")
     svc = Service("127.0.0.1", free_port(), "ledger")
-    svc.add(*routes(ledger))
+    svc.add(*routes(ledger, accounts, TrackGuard(60, 10)))
     svc.start()
     base = f"http://127.0.0.1:{svc.port}/cases/{t}"
     try:
-        def post(action, body):
-            req = urllib.request.Request(f"{base}/{action}", json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        def call(url, body=None, token=token):
+            req = urllib.request.Request(url, None if body is None else json.dumps(body).encode(),
+                                         method="GET" if body is None else "POST",
+                                         headers={"Content-Type": "application/json",
+                                                  **({"Authorization": f"Bearer {token}"} if token else {})})
             try:
                 with urllib.request.urlopen(req, timeout=5) as r:
                     return r.status, json.loads(r.read())
@@ -181,19 +188,18 @@ def test_http_api_for_offices_and_citizens(ledger):
                 with e:
                     return e.code, json.loads(e.read())
 
-        assert post("reply", {"office_id": "360703-cgj", "text": "x"})[0] == 409
-        assert post("claim", {"office_id": "360703-cgj", "actor": "张三"})[0] == 200
-        status, case = post("reply", {"office_id": "360703-cgj", "text": "已修复"})
-        assert status == 200 and case["status"] == "replied"
-        with urllib.request.urlopen(base, timeout=5) as r:
-            public = json.loads(r.read().decode("utf-8"))
-        assert public["status"] == "replied" and public["office_name"] == "南康区城市管理局"
+        assert call(f"{base}/claim", {}, token=None)[0] == 401
+        assert call(f"{base}/reply", {"text": "x"})[0] == 409
+        status, answer = call(f"{base}/claim", {"actor": "张三"}, token=other)
+        assert status == 403 and "360703" not in answer["error"]
+        assert call(f"{base}/claim", {"actor": "张三"}) == (200, {"tracking_no": t, "status": "claimed"})
+        assert call(f"{base}/reply", {"text": "已修复"}) == (200, {"tracking_no": t, "status": "replied"})
+        assert ledger.get(t)["events"][-1]["account"] == "token:360703-cgj"
+        status, public = call(f"{base}?code={ledger.get(t)['check_code']}")
+        assert status == 200 and public["status"] == "replied" and public["office_name"] == "南康区城市管理局"
         assert public["history"][-1] == {"at": public["replied_at"], "event": "replied", "reply": "已修复"}
-        assert "actor" not in json.dumps(public)
-        with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(f"http://127.0.0.1:{svc.port}/cases/GZ20990101-000009", timeout=5)
-        e.value.close()
-        assert e.value.code == 404
+        assert "actor" not in json.dumps(public) and "text" not in public
+        assert call(f"{base}?code=000000")[0] == call(f"http://127.0.0.1:{svc.port}/cases/GZ20990101-000009?code=1")[0] == 404
     finally:
         svc.stop()
 
