@@ -107,3 +107,39 @@ class Feeder:
             except OSError as exc:  # the ingest worker is (re)starting: WeChat would retry too
                 log.info("demo %s message not delivered yet: %s", channel, exc)
             stop.wait(1 / rate)
+
+
+DEMO_ACCOUNTS = (("dispatcher", "dispatcher", None), ("clerk", "clerk", "360702-cgj"),
+                 ("supervisor", "supervisor", None))
+"""The demo's console accounts: the 问政办's dispatcher, a clerk of 章贡区城市管理局 (the office
+most demo messages reach), a supervisor. Made by ``up --demo`` only."""
+
+
+def demo_accounts(config, state: Path, console_url: str) -> list[str]:
+    """Create (or reset) the demo accounts with new random passwords; the lines to print once.
+    They are kept in ``<state>/demo-accounts.txt`` (owner-only) too, since the live summary
+    redraws the screen over them."""
+    from wenzheng.sinks.accounts import Accounts, new_password
+    from wenzheng.sinks.cases import Ledger
+
+    ledger = Ledger.from_settings(config.settings)
+    accounts = Accounts.from_settings(ledger.engine, config.settings)
+    lines = [f"console {console_url}  (citizens: {console_url.replace('/console/', '/track')})",
+             "demo accounts — this run only, never for real use:"]
+    try:
+        for name, role, office in DEMO_ACCOUNTS:
+            if office and office not in config.offices.offices:
+                continue
+            password = new_password()
+            if any(a["name"] == name for a in accounts.list()):
+                accounts.reset(name, password)
+            else:
+                accounts.add(name, role, password, office)
+            where = f" ({config.offices.offices[office].name})" if office else ""
+            lines.append(f"  {name:11s} {password}  {role}{where}")
+    finally:
+        ledger.dispose()
+    path = state / "demo-accounts.txt"
+    path.touch(mode=0o600)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [*lines, f"  (also in {path})"]

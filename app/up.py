@@ -86,6 +86,8 @@ class Summary:
         self.c.assign(tps)
         self.c.seek_to_beginning()
         self.in_offices: set[bytes] = set()  # message ids: a 联合办理 message is in several queues
+        self.notes: list[str] = []
+        """Lines shown under the figures (the console's address)."""
         self.ledger = None
         try:
             from wenzheng.sinks.cases import Ledger
@@ -141,7 +143,7 @@ class Summary:
         for topic, n in sorted(offices.items(), key=lambda kv: -kv[1])[:10]:
             oid = topic.rsplit(".office.", 1)[1]
             lines.append(f"  {n:5d}  {names[oid].name if oid in names else oid}  ({topic})")
-        return "\n".join(lines)
+        return "\n".join([*lines, *self.notes])
 
 
 def plan_ports(config: LoadedConfig, base: int | None) -> dict[str, int]:
@@ -180,6 +182,8 @@ class Up:
         self.stop = threading.Event()
         self.broker: EmbeddedBroker | None = None
         self.sup: Supervisor | None = None
+        self.notes: list[str] = []
+        """What ``--demo`` says about the console, printed once and kept under the summary."""
 
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -188,7 +192,10 @@ class Up:
             runtime = Runtime(self.config, self._bootstrap()).connect()
             load_model(runtime)  # train/cache the baseline once, before the workers start
             self._start_workers(runtime)
-            self._loop(Summary(runtime) if self.demo else None)
+            summary = Summary(runtime) if self.demo else None
+            if summary:
+                summary.notes = self.notes[:1] + [f"  demo accounts: {self.state / 'demo-accounts.txt'}"]
+            self._loop(summary)
         finally:
             if self.sup:
                 self.sup.stop()
@@ -217,8 +224,10 @@ class Up:
             self.sup.spawn(kind)
             print(f"  {kind:10s} http://{host}:{port}/healthz", flush=True)
         if self.demo:
-            from .demo import Feeder
+            from .demo import Feeder, demo_accounts
 
+            self.notes = demo_accounts(self.config, self.state, f"http://{host}:{self.ports['ledger']}/console/")
+            print("\n".join(self.notes), flush=True)
             feeder = Feeder(self.config.settings, self.ports["ingest"])
             threading.Thread(target=feeder.run, args=(self.stop, self.rate), daemon=True, name="demo-feed").start()
 

@@ -333,3 +333,16 @@ def test_login_redirects_only_within_the_console(site):
                                         "csrftoken": csrf(c)})
     assert r.headers["location"] == "/console/triage"
     assert re.search(r"wz_session=[^;]+; path=/; Max-Age=\d+; httponly; samesite=lax", r.headers["set-cookie"])
+
+
+def test_the_console_is_served_behind_the_services_limits(city, tmp_path):
+    site = Site(city, f"sqlite:///{tmp_path / 'l.sqlite3'}", None)
+    try:
+        c = site.client()
+        big = c.post("/console/login", content=b"x" * ((1 << 20) + 1),
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert big.status_code == 413
+        assert c.get("/console/static/console.css").headers["content-type"].startswith("text/css")
+        assert c.get("/healthz").status_code == 200  # the service's own routes come first
+    finally:
+        site.ledger.dispose()
