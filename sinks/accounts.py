@@ -129,7 +129,9 @@ class Accounts:
             db.execute(accounts_t.insert().values(name=name, role=role, office_id=office_id, disabled=False,
                                                   password_hash=self.hasher.hash(password), generation=1,
                                                   created_at=_now()))
-        return self.get(name)
+        account = self.get(name)
+        assert account is not None
+        return account
 
     def get(self, name: str, generation: int | None = None) -> Account | None:
         """The enabled account of that name (and, if given, still of that generation)."""
@@ -174,7 +176,7 @@ class Accounts:
         except (VerificationError, InvalidHashError):
             ok = False
         with self.engine.begin() as db:
-            if not ok:
+            if not ok or row is None:
                 db.execute(failures_t.insert().values(at=_now(), name=name[:80], client=client[:64]))
                 db.execute(failures_t.delete().where(failures_t.c.at < _now() - max(self.window, timedelta(days=1))))
                 return None
@@ -288,7 +290,7 @@ class OfficeCommand(_LedgerCommand):
         p.add_argument("--label", default="", help="token: what it is for (the office system's name)")
 
     def run(self, args, config, accounts: Accounts) -> int:
-        office = self.office(config, args.office_id)
+        office: str = self.office(config, args.office_id) or ""
         if args.action == "revoke":
             print(f"{office}: {accounts.revoke_tokens(office)} tokens revoked")
             return 0

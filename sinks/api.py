@@ -40,12 +40,11 @@ def _json(value) -> str:
 def act(ledger: Ledger, tracking_no: str, action: str, body: dict, by: Actor | str, office: str | None,
         at: datetime | None = None) -> dict:
     """One office action; ``office`` is the acting office (None: unchecked, for the CLI's close and reopen)."""
-    if action in ("claim", "reply") and not office:
-        raise CaseError(f"{action} needs the acting office")
-    if action == "claim":
-        return ledger.claim(tracking_no, office, by, at=at)
-    if action == "reply":
-        return ledger.reply(tracking_no, office, body.get("text") or "", by, at=at)
+    if action in ("claim", "reply"):
+        if not office:
+            raise CaseError(f"{action} needs the acting office")
+        return (ledger.claim(tracking_no, office, by, at=at) if action == "claim"
+                else ledger.reply(tracking_no, office, body.get("text") or "", by, at=at))
     if action == "close":
         sat = body.get("satisfaction")
         return ledger.close(tracking_no, int(sat) if sat not in (None, "") else None, by, at=at, office_id=office)

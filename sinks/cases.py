@@ -528,7 +528,7 @@ class Ledger:
         """Records of committed actions not yet published, [(outbox id, [{topic, id, value}])],
         each leased to the caller for ``lease_seconds``: two workers (or two threads) flushing at
         once never take the same row; a row whose publisher died is taken again once its lease ends."""
-        now = self._db(self._now(None))
+        now = self._now(None).astimezone(UTC).replace(tzinfo=None)
         taken = []
         with self.engine.begin() as db:
             rows = db.execute(sa.select(outbox_t.c.id, outbox_t.c.records).where(

@@ -190,7 +190,7 @@ def _bars(rows: dict[str, Row], names: bool) -> bytes:
     import matplotlib.pyplot as plt
 
     legend = ("受理", "已答复", "按时答复") if names else ("received", "replied", "on time")
-    style = {"font.family": "sans-serif", "font.sans-serif": _cjk_fonts(), "axes.unicode_minus": False} if names else {}
+    style: dict = {"font.family": "sans-serif", "font.sans-serif": _cjk_fonts(), "axes.unicode_minus": False} if names else {}
     top = sorted(rows.values(), key=lambda r: -r.received)[:15]
     with plt.rc_context(style):
         fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.2))

@@ -110,7 +110,7 @@ def _text(form, name: str, what: str) -> str:
 
 
 def _assign(console, no: str, form, by, office_id) -> str | None:
-    decision = {k: str(form.get(k, "")) for k in ("category", "type", "jurisdiction", "office_id")}
+    decision: dict = {k: str(form.get(k, "")) for k in ("category", "type", "jurisdiction", "office_id")}
     lead = console.offices.offices.get(decision["office_id"])
     if (decision["category"] not in console.categories or decision["type"] not in labels.TYPE
             or decision["jurisdiction"] not in console.places or lead is None or lead.kind == "triage"):

@@ -48,7 +48,7 @@ def _call(handler: Handler, roles: tuple[str, ...], request: Request, form: Form
     if roles and account is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"{LOGIN}?next={quote(target)}", 303)
-    if roles and not account.can(*roles):
+    if roles and account is not None and not account.can(*roles):
         return error(request, 403, "您的账号无权访问此页面。")
     try:
         return handler(console, request, account, form)
