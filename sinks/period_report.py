@@ -1,7 +1,8 @@
 """`wenzheng report --month 2026-11` (or ``--from/--to``): how the offices did in a period.
 
 For the cases *received* in the period (by the case ledger), per lead office and per
-category, as of ``now`` (the report's time, default: the present):
+category, as of ``now`` (the report's time, default: the present) — not those the
+dispatcher marked invalid or joined to another case as a repeat:
 
 * **received** — cases (a repeated report merged into a case counts once; ``messages``
   counts every message, repeats included);
@@ -258,7 +259,7 @@ class ReportCommand(Command):
         p.add_argument("--html", help="also write an HTML page with charts")
 
     def execute(self, args) -> int:
-        from .cases import Ledger
+        from .cases import DISCARDED, Ledger
 
         settings = load_config(args.config).settings
         tz = ZoneInfo(settings.city.timezone)
@@ -266,7 +267,8 @@ class ReportCommand(Command):
         now = args.now.astimezone(tz) if args.now else datetime.now(tz)
         ledger = Ledger.from_settings(settings)
         try:
-            rep = build(ledger.cases(start, end), start, end, now, category_names(settings))
+            cases = (c for c in ledger.cases(start, end) if c["status"] not in DISCARDED)  # spam and merged repeats
+            rep = build(cases, start, end, now, category_names(settings))
         finally:
             ledger.dispose()
         print(rep.table())

@@ -346,3 +346,21 @@ def test_the_console_is_served_behind_the_services_limits(city, tmp_path):
         assert c.get("/healthz").status_code == 200  # the service's own routes come first
     finally:
         site.ledger.dispose()
+
+
+def test_the_dispatcher_sets_spam_and_repeats_aside(site):
+    spam = site.case("weibo:1", "关注我领红包 http://x.example")
+    again = site.case("hotline:2", "唐江镇幸福路路灯的事情我上周反映过了，还没修", at="2026-11-24T09:00:00+08:00")
+    first = site.ledger.record(routed("wechat:3", "章贡区解放路的路灯坏了一个星期了", jurisdiction="360702",
+                                      office=B))["tracking_no"]  # another county: the matcher keeps them apart
+    d = site.client("disp")
+    assert form(d, f"/console/cases/{spam}/invalid", reason="spam").status_code == 303
+    assert form(d, f"/console/cases/{again}/repeat", of="GZ20990101-000001").status_code == 303  # no such case
+    assert site.ledger.get(again)["status"] == "routed"
+    assert form(d, f"/console/cases/{again}/repeat", of=first.lower()).status_code == 303
+    queue = d.get("/console/triage").text
+    assert spam not in queue and again not in queue
+    assert site.ledger.get(spam)["status"] == "invalid" and site.ledger.get(again)["status"] == "duplicate"
+    assert [m["message_id"] for m in site.ledger.get(first)["messages"]] == ["wechat:3", "hotline:2"]
+    assert form(d, f"/console/cases/{first}/invalid", reason="spam").status_code == 303  # not a triage case
+    assert site.ledger.get(first)["status"] == "routed"
