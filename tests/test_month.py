@@ -105,8 +105,8 @@ def run_ledger(tmp_path, bootstrap, workers, name: str, ledger_cfg: dict, msgs: 
         start, end = datetime(2026, 9, 1, tzinfo=SH), datetime(2026, 12, 1, tzinfo=SH)
         cases = list(ledger.cases(start, end))
         assert ledger.counts() == {"cases": len(cases), "messages": len(msgs)}
-        # the worker serves the citizens' lookup
-        url = f"http://127.0.0.1:{port}/cases/{cases[0]['tracking_no']}"
+        # the worker serves the citizens' lookup (with the case's check code)
+        url = f"http://127.0.0.1:{port}/cases/{cases[0]['tracking_no']}?code={ledger.get(cases[0]['tracking_no'])['check_code']}"
         assert json.loads(urllib.request.urlopen(url, timeout=10).read())["tracking_no"] == cases[0]["tracking_no"]
         return cases
     finally:
