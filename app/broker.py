@@ -5,9 +5,14 @@ topic and committed offset, and it never frees memory (about 1.2 GB after 1 GB
 produced). Point ``kafka.bootstrap_servers`` (or WENZHENG_BOOTSTRAP_SERVERS) at
 a real cluster for anything that must last.
 
-Each start gets a fresh cluster id; wenzheng keys its checkpoints and delivery
-journal by cluster id, so state from a previous (lost) broker is never mistaken
-for what this one holds.
+wenzheng keys its checkpoints, spools and delivery journal by cluster id. A new
+broker gets a fresh one, so state from a previous broker is never mistaken for
+what this one holds. :meth:`EmbeddedBroker.restart` (``up`` restarts a broker
+that died) keeps the cluster id on the same port: the connectors' checkpoints and
+the pushes still spooled stay valid, so nothing already read upstream is read
+again, and nothing received during the outage is lost. What the broker held — every
+topic, every record not yet consumed, every committed offset — is gone; the
+workers notice (``Runtime.check``), recreate the topics and carry on.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_file: Path | None = None):
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_file: Path | None = None,
+                 cluster_id: str | None = None):
         self.host, self.port = host, port or free_port(host)
-        self.cluster_id = f"wenzheng-{uuid.uuid4().hex[:12]}"
+        self.cluster_id = cluster_id or f"wenzheng-{uuid.uuid4().hex[:12]}"
         self.log_file = log_file
         self.proc: subprocess.Popen | None = None
 
@@ -71,6 +77,15 @@ class EmbeddedBroker:
                 time.sleep(0.05)
         self.stop()
         raise TransientError(f"embedded broker did not listen on {self.bootstrap} within {timeout}s")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def restart(self) -> EmbeddedBroker:
+        """The same port and cluster id, nothing else: memory storage starts empty."""
+        self.stop()
+        return self.start()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

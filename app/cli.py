@@ -1,4 +1,4 @@
-"""The `wenzheng` command line (CONTRACT.md §1). Each command is a small object
+"""The `wenzheng` command line. Each command is a small object
 with ``configure`` and ``execute``; ``main`` returns the exit status."""
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class Broker(Command):
 
     def configure(self, p):
         p.add_argument("--port", type=int, default=9092)
+        p.add_argument("--cluster-id", default=None,
+                       help="keep the workers' state across a restart of this broker (default: a new cluster)")
 
     def execute(self, args):
         import signal
@@ -54,7 +56,7 @@ class Broker(Command):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        with EmbeddedBroker(port=args.port) as b:
+        with EmbeddedBroker(port=args.port, cluster_id=args.cluster_id) as b:
             print(f"embedded broker on {b.bootstrap} (memory only: stopping it loses every topic)", flush=True)
             print(f"  export WENZHENG_BOOTSTRAP_SERVERS={b.bootstrap}", flush=True)
             stop.wait()

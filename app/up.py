@@ -4,6 +4,7 @@ order (stages first, so they finish their batch and commit; the broker last)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -12,10 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from wenzheng.config import LoadedConfig, load
 from wenzheng.core.command import UsageError
@@ -79,12 +82,9 @@ class Summary:
         self.counts: Counter[str] = Counter()
         self.channels: Counter[str] = Counter()
         self.first_routed_at: float | None = None
-        self.c = make_consumer(runtime.settings, group=None, client_id="wenzheng-summary")
-        t = runtime.topics
-        topics = [t.intake, t.classified, t.triage, t.deadletter] + [t.office(o) for o in runtime.office_queue_ids()]
-        tps = [TopicPartition(tp, p) for tp in topics for p in (self.c.partitions_for_topic(tp) or [])]
-        self.c.assign(tps)
-        self.c.seek_to_beginning()
+        self.c = self._reader()
+        self.degraded: dict[str, str] = {}
+        """Workers whose /healthz says degraded, with the reason."""
         self.in_offices: set[bytes] = set()  # message ids: a 联合办理 message is in several queues
         self.notes: list[str] = []
         """Lines shown under the figures (the console's address)."""
@@ -95,6 +95,19 @@ class Summary:
             self.ledger = Ledger.from_settings(runtime.settings)
         except Exception as exc:  # noqa: BLE001 — the summary must not stop `up`
             log.warning("summary without the case ledger: %s", exc)
+
+    def _reader(self) -> KafkaConsumer:
+        c = make_consumer(self.rt.settings, group=None, client_id="wenzheng-summary")
+        t = self.rt.topics
+        topics = [t.intake, t.classified, t.triage, t.deadletter] + [t.office(o) for o in self.rt.office_queue_ids()]
+        c.assign([TopicPartition(tp, p) for tp in topics for p in (c.partitions_for_topic(tp) or [])])
+        c.seek_to_beginning()
+        return c
+
+    def reopen(self) -> None:
+        """After the broker restarted empty: read its new topics from their start (the counts go on)."""
+        self.c.close()
+        self.c = self._reader()
 
     def update(self) -> None:
         for tp, recs in self.c.poll(timeout_ms=200, max_records=5000).items():
@@ -122,6 +135,7 @@ class Summary:
             f"   triage {c[t.triage]:5d}   dead letters {c[t.deadletter]:4d}",
             "  by channel: " + ", ".join(f"{k} {v}" for k, v in sorted(self.channels.items())),
         ]
+        lines += [f"  DEGRADED {kind}: {reason}" for kind, reason in sorted(self.degraded.items())]
         if self.ledger:
             try:
                 held = self.ledger.counts()
@@ -232,24 +246,59 @@ class Up:
             threading.Thread(target=feeder.run, args=(self.stop, self.rate), daemon=True, name="demo-feed").start()
 
     def _loop(self, summary: Summary | None) -> None:
-        last_print = 0.0
+        last_print, shown = 0.0, {}
         tty = sys.stdout.isatty()
         while not self.stop.is_set():
             if self.duration and time.time() - self.started > self.duration:
                 break
             assert self.sup is not None
             self.sup.watch()
+            self._watch_broker(summary)
             if summary:
                 summary.update()
-                if time.time() - last_print >= (2 if tty else 10):
+            if time.time() - last_print >= (2 if tty else 10):
+                last_print, degraded = time.time(), self.degraded()
+                if summary:
+                    summary.degraded = degraded
                     text = summary.render(self.started)
                     print(("\x1b[2J\x1b[H" + text) if tty else text + "\n", flush=True)
-                    last_print = time.time()
+                elif degraded != shown:
+                    print("\n".join(f"DEGRADED {k}: {v}" for k, v in degraded.items()) or "all workers ok",
+                          flush=True)
+                shown = degraded
             self.stop.wait(0.5)
         if summary:
             summary.update()
             print(summary.render(self.started), flush=True)
             summary.close()
+
+    def _watch_broker(self, summary: Summary | None) -> None:
+        """The embedded broker died: start it again on its port with its cluster id (what it
+        held is lost; the workers notice and recreate their topics)."""
+        if self.broker is None or self.broker.alive:
+            return
+        print("embedded broker stopped: starting it again (memory only: every topic it held is lost)", flush=True)
+        log.warning("embedded broker died; restarting it")
+        self.broker.restart()
+        Runtime(self.config, [self.broker.bootstrap]).connect()  # the topics again, before the workers look
+        if summary:
+            summary.reopen()
+
+    def degraded(self) -> dict[str, str]:
+        """The workers whose /healthz answers degraded (or not at all), with the reason."""
+        host = self.config.settings.http.host
+        out = {}
+        for kind, port in self.ports.items():
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=0.5) as r:
+                    body = json.loads(r.read())
+            except urllib.error.HTTPError as exc:
+                body = json.loads(exc.read() or b"{}")
+            except (OSError, ValueError):
+                body = {"status": "degraded", "reason": "not answering (starting?)"}
+            if body.get("status") != "ok":
+                out[kind] = str(body.get("reason") or "degraded")
+        return out
 
 
 def run_up(config: LoadedConfig, demo: bool = False, duration: float | None = None, rate: float = 2.0,

@@ -41,6 +41,8 @@ from .service import Route
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CHECK_SECONDS = 5.0
+"""How often an idle or failing stage asks whether the broker still has its topics."""
 
 
 def deadletter(runtime: Runtime, stage: str, reason: str, *, msg_id: str, source: dict[str, Any],
@@ -88,6 +90,24 @@ class Stage(ABC):
         return []
 
 
+class _Session:
+    """One set of Kafka clients for a stage; rebuilt after the broker lost its state."""
+
+    def __init__(self, runtime: Runtime, stage: Stage) -> None:
+        settings = runtime.settings
+        inputs = stage.inputs()
+        group = runtime.group(stage.name, inputs[0])
+        self.consumer = make_consumer(settings, *inputs, group=group)
+        log.info("consuming %s as group %s", ", ".join(inputs), group, extra={"stage": stage.name})
+        self.publisher = Publisher(settings, make_producer(settings), runtime.journal, stage.name)
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        finally:
+            self.publisher.close()  # and its producer
+
+
 class StageWorker:
     def __init__(self, runtime: Runtime, stage: Stage, poll_ms: int = 500):
         self.runtime, self.stage, self.poll_ms = runtime, stage, poll_ms
@@ -95,10 +115,15 @@ class StageWorker:
         self._stop_requested = False  # a SIGTERM may come while the consumer is still being made
         self.processed = 0
         self.last_batch_at: float | None = None
+        self.problem: str | None = None
+        """Why the stage cannot consume or produce now (None: it can); /healthz says "degraded"."""
+        self._checked = time.monotonic()
         self._stopped = threading.Event()
 
     def health(self) -> dict[str, Any]:
-        return {"processed": self.processed, "last_batch_at": self.last_batch_at, **self.stage.health()}
+        ok = self.problem is None
+        return {"ok": ok, **({} if ok else {"reason": self.problem}), "processed": self.processed,
+                "last_batch_at": self.last_batch_at, **self.stage.health()}
 
     def routes(self) -> list[Route]:
         return self.stage.routes()
@@ -108,43 +133,72 @@ class StageWorker:
         self.running = False
 
     def run(self) -> None:
-        rt, stage = self.runtime, self.stage
-        group = f"{rt.settings.kafka.topic_prefix}{stage.name}"
-        consumer = make_consumer(rt.settings, *stage.inputs(), group=group)
-        producer = make_producer(rt.settings)
-        publisher = Publisher(rt.settings, producer, rt.journal, stage.name)
+        """Sessions of Kafka clients until stopped; a broker that lost its state (a memory-only
+        broker restarted, topics deleted) or stopped answering ends a session, and the next
+        one starts once the topics are back (``Runtime.recover``)."""
         self.running = not self._stop_requested
-        log.info("stage started", extra={"stage": stage.name, "group": group, "inputs": stage.inputs()})
+        log.info("stage started", extra={"stage": self.stage.name, "inputs": self.stage.inputs()})
         try:
             while self.running:
-                stage.between_batches()
-                batch = consumer.poll(timeout_ms=self.poll_ms)
-                self._report_lag(consumer)
-                if not batch:
-                    continue
-                records = [rec for recs in batch.values() for rec in recs]
-                offsets: dict[TopicPartition, OffsetAndMetadata] = {
-                    tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in batch.items()
-                }
-                MESSAGES_IN.labels(stage.name).inc(len(records))
-                outs = self._process(records)
-                if outs is None or not self._publish(publisher, outs):
-                    break  # stopping while Kafka is unreachable: the batch will be redelivered
+                session = _Session(self.runtime, self.stage)
                 try:
-                    consumer.commit(offsets)
-                except (CommitFailedError, KafkaError) as exc:
-                    # Partitions moved to another worker; it will see these ids as done.
-                    ERRORS.labels(stage.name, "commit").inc()
-                    log.warning("commit failed: %s", exc, extra={"stage": stage.name})
-                self.processed += sum(len(r) for r in batch.values())
-                self.last_batch_at = time.time()
+                    self._serve(session)
+                finally:
+                    session.close()
+                if self.running:
+                    self._recover()
         finally:
+            self._stopped.set()
+            log.info("stage stopped", extra={"stage": self.stage.name, "processed": self.processed})
+
+    def _serve(self, s: _Session) -> None:
+        """Batches, until the worker stops or the broker needs recovering."""
+        while self.running:
+            self.stage.between_batches()
+            batch = s.consumer.poll(timeout_ms=self.poll_ms)
+            self._report_lag(s.consumer)
+            if not batch:
+                if self._broker_lost():
+                    return
+                continue
+            records = [rec for recs in batch.values() for rec in recs]
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {
+                tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in batch.items()
+            }
+            MESSAGES_IN.labels(self.stage.name).inc(len(records))
+            outs = self._process(records)
+            if outs is None or not self._publish(s.publisher, outs):
+                return  # stopping, or the broker is lost: the batch will be redelivered
             try:
-                consumer.close()
-            finally:
-                publisher.close()  # and its producer
-                self._stopped.set()
-                log.info("stage stopped", extra={"stage": stage.name, "processed": self.processed})
+                s.consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                # Partitions moved to another worker; it will see these ids as done.
+                ERRORS.labels(self.stage.name, "commit").inc()
+                log.warning("commit failed: %s", exc, extra={"stage": self.stage.name})
+            self.processed += len(records)
+            self.last_batch_at = time.time()
+            self.problem = None
+
+    def _broker_lost(self, now: bool = False) -> bool:
+        """Ask the broker (every CHECK_SECONDS while idle, or ``now``): True when the clients
+        must be rebuilt. ``problem`` says why, for /healthz, until a batch goes through."""
+        if not now and time.monotonic() - self._checked < CHECK_SECONDS:
+            return False
+        self._checked = time.monotonic()
+        self.problem = self.runtime.check()
+        if self.problem:
+            ERRORS.labels(self.stage.name, "broker").inc()
+            log.warning("broker: %s", self.problem, extra={"stage": self.stage.name})
+        return self.problem is not None
+
+    def _recover(self) -> None:
+        while self.running:
+            try:
+                self.runtime.recover()
+                return
+            except TransientError as exc:
+                self.problem = str(exc)
+                time.sleep(1)
 
     def _process(self, records: list[ConsumerRecord]) -> list[Out] | None:
         """The fast path for a whole batch; one by one (to isolate the bad record) if it fails.
@@ -163,9 +217,10 @@ class StageWorker:
         ok, outs = self._retry("processing", once)
         return outs if ok else None
 
-    def _retry(self, what: str, fn: Callable[[], T]) -> tuple[bool, T | None]:
+    def _retry(self, what: str, fn: Callable[[], T], broker: bool = False) -> tuple[bool, T | None]:
         """``fn()`` until it does not raise TransientError, with back-off: (True, its result),
-        or (False, None) once the worker is stopping."""
+        or (False, None) once the worker is stopping — or, for ``broker`` work (publishing),
+        once the broker is found lost: its clients are rebuilt and the batch redelivered."""
         delay = 0.5
         while True:
             try:
@@ -173,7 +228,7 @@ class StageWorker:
             except TransientError as exc:
                 ERRORS.labels(self.stage.name, "transient").inc()
                 log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc, extra={"stage": self.stage.name})
-                if not self.running:
+                if not self.running or (broker and self._broker_lost(now=True)):
                     return False, None
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -204,7 +259,7 @@ class StageWorker:
             before = publisher.skipped
             return publisher.publish(outs), publisher.skipped - before
 
-        ok, result = self._retry("publish", once)
+        ok, result = self._retry("publish", once, broker=True)
         if not ok or result is None:
             return False
         sent, skipped = result

@@ -8,10 +8,15 @@ the guarantee lives in this order:
 1. ``fetch`` reads one page of what is new since the cursor (an API page, the
    files that have settled, one window of records). The cursor is a copy of the
    checkpoint state: a connector cannot move the checkpoint by changing it.
-2. It turns each item into an intake envelope. An item that cannot be read
-   becomes a dead letter in the page, with its reason (masked like the excerpt):
-   it never fails the page nor backs the connector off. The page carries the
-   checkpoint state after it (:attr:`Page.state`).
+2. It turns each item into an intake envelope through :meth:`Connector.read_item`,
+   which owns the rule "one item, any exception, one dead letter": whatever the
+   conversion raises — a :class:`~wenzheng.core.errors.BadMessage`, or a
+   ``ValueError`` from a field nobody expected to be ``"100万+"`` — makes that
+   item a dead letter in the page, with its reason (masked like the excerpt), and
+   the next item is read. It never fails the page nor backs the connector off;
+   only a :class:`~wenzheng.core.errors.TransientError` (upstream down in the
+   middle of an item) ends the poll. The page carries the checkpoint state after
+   it (:attr:`Page.state`).
 3. The base publishes the page through the :class:`~wenzheng.core.delivery.Publisher`:
    journaled, sent, acknowledged by Kafka (``acks=all``), journaled done.
 4. Then :attr:`Page.acked` runs: what must follow Kafka's acknowledgement and
@@ -23,6 +28,20 @@ the guarantee lives in this order:
 A crash between 3 and 5 fetches the same page again; the publisher recognises
 its ids, so nothing is doubled. A crash before 3 completes loses nothing,
 because the checkpoint has not moved.
+
+**Size.** :meth:`Connector.fit` keeps every envelope a record Kafka takes. The
+text, the context and the title are cut at ``channels.max_text_chars`` (256 Ki
+characters by default) and end with a visible ``…[截断：原文 N 字]``; a message whose
+text was cut keeps only the short top-level fields of ``raw`` (the rest would carry
+the cut text a second time); and should the encoded envelope still exceed what the
+producer sends (its ``max_request_size`` less room for the key and framing), the
+longest text is cut further. Cut rather than dead-lettered: an overlong message is
+still a citizen's message, and its opening states the problem — dead-lettered, it
+would reach no office until someone re-fed it, and a re-feed would fail the same
+way; the marker tells the clerk it was cut, and the original stays upstream (the
+hotline file in its folder, the web-form backend's row). Only what cannot be
+written at all (a lone surrogate, JSON nested deeper than 255 levels, an id over
+512 characters, personal fields that alone exceed the record) is dead-lettered.
 
 **Retries.** Whatever ``fetch`` raises (upstream down or throttling us:
 :class:`~wenzheng.core.errors.TransientError`; a broken contract, a refused
@@ -43,6 +62,8 @@ HTTP request: they :meth:`Connector.spool` the envelopes (and dead letters) — 
 durable local write, fsync'd, de-duplicated by message id — answer at once, and a
 drainer publishes the spool in the order above and deletes what Kafka
 acknowledged. So a broker that is briefly down delays messages but loses none.
+Spooled envelopes are fitted like polled ones; a spooled row that no longer
+decodes, and a record Kafka refuses, become dead letters, so a drain never stalls.
 
 A fifth channel is a new module with a ``Connector`` subclass (``from_config``
 makes one per configured account, ``fetch`` yields its pages) and a config entry,
@@ -56,19 +77,24 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
+import traceback
+import uuid
 from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from wenzheng.core import envelope
-from wenzheng.core.delivery import Out, Publisher
+from wenzheng.core.delivery import RECORD_OVERHEAD, Out, Publisher, printable
+from wenzheng.core.errors import BadMessage, TransientError
 from wenzheng.core.metrics import DEADLETTERED, ERRORS, MESSAGES_IN, MESSAGES_OUT
 from wenzheng.core.privacy import mask_text
 from wenzheng.core.runtime import Runtime
@@ -86,15 +112,85 @@ SPOOLED = Gauge("wenzheng_connector_spooled", "Pushed messages waiting in the lo
 log = logging.getLogger(__name__)
 
 State = dict[str, Any]
+Envelope = dict[str, Any]
 Pages = Generator["Page", None, None]
 BACKOFF_FIRST, BACKOFF_MAX = 2.0, 900.0
+TEXT_FIELDS = ("text", "context", "title")
+CUT = "…[截断：原文 {n} 字]"
+MAX_ID_CHARS = 512
+MAX_VALUE_BYTES = (1 << 20) - RECORD_OVERHEAD
+"""kafka-python's default ``max_request_size`` less room for the key: for publishers that do not say."""
+SLIM_KEYS, SLIM_CHARS = 50, 200
+"""What a slimmed ``raw`` keeps: this many top-level fields, each a number or a string this short."""
+REASON_CHARS, EXCERPT_CHARS = 300, 300
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
-def _epoch(iso_time: str) -> float:
+def _epoch(iso_time: Any) -> float:
     try:
-        return datetime.fromisoformat(iso_time).timestamp()
+        return datetime.fromisoformat(str(iso_time)).timestamp()
     except ValueError:
         return time.time()
+
+
+def _json_int(digits: str) -> int | str:
+    if len(digits) > 20:
+        return digits
+    n = int(digits)
+    return n if -(1 << 63) <= n < (1 << 64) else digits
+
+
+def read_json(text: str) -> Any:
+    """JSON as upstream wrote it, minus the two ways the standard parser crashes on hostile
+    input: nesting deeper than the recursion limit (a BadMessage, like any bad JSON), and
+    integers of over 4,300 digits (Python refuses to convert them). Integers beyond 64 bits
+    stay their digits, since orjson cannot write them either."""
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except RecursionError:
+        raise BadMessage("bad JSON: nested too deep") from None
+    except json.JSONDecodeError as exc:
+        raise BadMessage(f"bad JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def reason_for(exc: BaseException) -> str:
+    """Why an item could not be read, fit for a dead letter. A BadMessage says it itself;
+    anything else is named with where in wenzheng it was raised and its message with every
+    quoted value blanked (``invalid literal for int() with base 10: '…'``), because Python's
+    messages quote the input and the input may be personal."""
+    if isinstance(exc, BadMessage):
+        return exc.reason
+    where = ""
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("wenzheng."):
+            where = f" at {module}:{line}"
+    detail = _QUOTED.sub("'…'", str(exc)[:1000])[:200]
+    return f"unreadable: {type(exc).__name__}{where}" + (f" ({detail})" if detail else "")
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, ending with a marker of its original length."""
+    if len(text) <= limit:
+        return text
+    marker = CUT.format(n=len(text))
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def _slim(raw: Any) -> dict[str, Any]:
+    """``raw`` without what makes it large: its short top-level fields, and the names of the others."""
+    if not isinstance(raw, dict):
+        return {"_omitted": [type(raw).__name__]}
+    kept = {k: v for k, v in list(raw.items())[:SLIM_KEYS]
+            if v is None or isinstance(v, bool | int | float) or (isinstance(v, str) and len(v) <= SLIM_CHARS)}
+    return kept | {"_omitted": [printable(str(k), SLIM_CHARS) for k in list(raw)[:SLIM_KEYS] if k not in kept]}
+
+
+def _encoded_size(value: Envelope) -> int:
+    try:
+        return len(envelope.encode(value))
+    except TypeError as exc:  # orjson.JSONEncodeError: a lone surrogate, nesting over 255 levels
+        raise BadMessage(f"cannot be written as UTF-8 JSON: {exc}") from None
 
 
 @dataclass
@@ -158,10 +254,14 @@ class Spool:
             return tx.executemany("INSERT INTO spool VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                   [(connector, v["id"], envelope.encode(v), now) for v in values]).rowcount
 
-    def take(self, connector: str, limit: int = 500) -> list[dict[str, Any]]:
-        rows = self.db.query("SELECT payload FROM spool WHERE connector=? ORDER BY spooled_ms LIMIT ?",
+    def rows(self, connector: str, limit: int = 500) -> list[tuple[str, bytes]]:
+        """The oldest (message id, payload) rows, undecoded: a damaged one must not stop the rest."""
+        rows = self.db.query("SELECT msg_id, payload FROM spool WHERE connector=? ORDER BY spooled_ms LIMIT ?",
                              [connector, limit])
-        return [json.loads(r[0]) for r in rows]
+        return [(r[0], r[1]) for r in rows]
+
+    def take(self, connector: str, limit: int = 500) -> list[dict[str, Any]]:
+        return [json.loads(payload) for _, payload in self.rows(connector, limit)]
 
     def remove(self, connector: str, ids: list[str]) -> None:
         with self.db.transaction() as tx:
@@ -169,6 +269,10 @@ class Spool:
 
     def count(self, connector: str) -> int:
         return int(self.db.query("SELECT COUNT(*) FROM spool WHERE connector=?", [connector])[0][0])
+
+
+def _same(env: Envelope) -> Envelope:
+    return env
 
 
 def spool_for(runtime: Runtime) -> Spool:
@@ -194,6 +298,7 @@ class Connector:
         self._drain_lock = threading.Lock()
         self._drain_wanted = threading.Event()
         self._drainer: threading.Thread | None = None
+        self.max_text_chars: int = runtime.settings.channels.max_text_chars
 
     @classmethod
     def from_config(cls, runtime: Runtime, make_publisher: Callable[[str], Publisher]) -> list[Connector]:
@@ -221,6 +326,58 @@ class Connector:
     def migrate_checkpoint(self, version: int, state: State) -> State:
         """The checkpoint state of an older ``version`` in this connector's current format."""
         raise ValueError(f"{self.name}: no migration from checkpoint format {version}")
+
+    # --- one item (step 2) -----------------------------------------------------------
+
+    def read_item(self, page: Page, convert: Callable[[], Envelope | None],
+                  dead: Callable[[str], Out]) -> Envelope | None:
+        """Step 2 for one item: ``convert()``'s envelope, fitted, joins the page; if it raises
+        anything but a TransientError, ``dead(reason)`` joins it instead. Returns the
+        envelope, or None (the item was skipped, or dead-lettered)."""
+        try:
+            env = convert()
+            if env is not None:
+                page.envelopes.append(self.fit(env))
+            return env
+        except TransientError:
+            raise
+        except Exception as exc:  # one item, any exception: its dead letter, and the next item
+            page.dead.append(self._dead_letter(dead, exc))
+            return None
+
+    def _dead_letter(self, dead: Callable[[str], Out], exc: Exception) -> Out:
+        reason = reason_for(exc)
+        if not isinstance(exc, BadMessage):
+            CONNECTOR_ERRORS.labels(self.name, "item").inc()  # a case the connector's code did not foresee
+        try:
+            return dead(reason)
+        except Exception as again:  # an item that defeats its own description (too deep to hash)
+            reason = f"{reason}; describing it failed too: {reason_for(again)}"
+            return self.dead(reason, f"{self.channel}:unreadable:{uuid.uuid4().hex}", {"connector": self.name})
+
+    def fit(self, env: Envelope) -> Envelope:
+        """``env`` as a record Kafka takes (module docstring, **Size**); raises BadMessage
+        when it cannot be one."""
+        if len(env["id"]) > MAX_ID_CHARS:
+            raise BadMessage(f"message id of {len(env['id'])} characters (at most {MAX_ID_CHARS})")
+        whole = {f: env[f] for f in TEXT_FIELDS if isinstance(env.get(f), str)}
+        budget = dict.fromkeys(whole, self.max_text_chars)
+        limit = getattr(self.publisher, "max_value_bytes", MAX_VALUE_BYTES)
+        slimmed = False
+        for _ in range(8):
+            for f, text in whole.items():
+                env[f] = cut(text, budget[f])
+            excess = _encoded_size(env) - limit
+            if "raw" in env and not slimmed and (excess > 0 or any(env[f] is not t for f, t in whole.items())):
+                env["raw"], slimmed = _slim(env["raw"]), True
+                continue
+            if excess <= 0:
+                return env
+            longest = max(whole, key=lambda f: len(env[f]), default=None)
+            if longest is None or budget[longest] == 0:
+                break
+            budget[longest] = max(0, len(env[longest]) - excess)  # a character is a byte at least
+        raise BadMessage(f"message of {_encoded_size(env)} bytes even cut, over the record limit of {limit}")
 
     # --- the loop --------------------------------------------------------------------
 
@@ -259,6 +416,14 @@ class Connector:
         finally:
             self._lock.release()
 
+    def resume(self, publisher: Publisher) -> None:
+        """After the broker recovered: publish through ``publisher`` (new Kafka clients), and
+        ask upstream again at the next tick — the back-off was Kafka's fault, not upstream's."""
+        with self._lock, self._drain_lock:  # not while a poll or a drain is publishing
+            old, self.publisher = self.publisher, publisher
+            self._backoff, self._resume_at = 0.0, 0.0
+        old.close(producer=False)
+
     def _back_off(self, exc: Exception) -> None:
         kind = "transient" if getattr(exc, "transient", False) else "poll"
         ERRORS.labels(self.stage, kind).inc()
@@ -284,10 +449,13 @@ class Connector:
         The drainer thread wakes at once, so a push reaches Kafka in milliseconds
         while the broker is up; while it is down the scheduled :meth:`run_once`
         keeps retrying with back-off."""
+        page = Page(dead=list(dead))
+        for env in envelopes:
+            self.read_item(page, partial(_same, env), partial(self._dead_envelope, env))
         spool = spool_for(self.runtime)
-        added = spool.add(self.name, envelopes) if envelopes else 0
-        if dead:
-            spool.add(self.dead_spool, [o.value for o in dead])
+        added = spool.add(self.name, page.envelopes) if page.envelopes else 0
+        if page.dead:
+            spool.add(self.dead_spool, [o.value for o in page.dead])
         FETCHED.labels(self.name).inc(len(envelopes))
         SPOOLED.labels(self.name).inc(added)
         if self._drainer is None or not self._drainer.is_alive():
@@ -309,22 +477,38 @@ class Connector:
         """Publish what the push path spooled, then forget it (after Kafka acknowledged);
         return how many messages were published."""
         with self._drain_lock:
-            total = self._drain(self.name, self.publish)
-            self._drain(self.dead_spool, lambda values: self.publish([], [self._dead_out(v) for v in values]))
+            total = self._drain(self.name) + self._drain(self.dead_spool)
             SPOOLED.labels(self.name).set(spool_for(self.runtime).count(self.name))
         return total
 
-    def _drain(self, key: str, publish: Callable[[list[dict[str, Any]]], None]) -> int:
+    def _drain(self, key: str) -> int:
         spool, total = spool_for(self.runtime), 0
-        while batch := spool.take(key):
-            publish(batch)
-            spool.remove(key, [v["id"] for v in batch])
-            total += len(batch)
+        while rows := spool.rows(key):
+            page = self._unspool(key, rows)
+            self.publish(page.envelopes, page.dead)  # a record Kafka refuses comes back as a dead letter
+            spool.remove(key, [msg_id for msg_id, _ in rows])
+            total += len(page.envelopes)
         return total
 
-    def _dead_out(self, value: dict[str, Any]) -> Out:
-        """A spooled dead letter as it was made (:func:`~wenzheng.core.stage.deadletter`'s key)."""
-        return Out(self.runtime.topics.deadletter, f"{value['stage']}:{value['id']}", value)
+    def _unspool(self, key: str, rows: list[tuple[str, bytes]]) -> Page:
+        page = Page()
+        for msg_id, payload in rows:
+            try:
+                value = json.loads(payload)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict) or not isinstance(value.get("id"), str):  # damaged on disk
+                page.dead.append(self.dead("a spooled record that no longer decodes", msg_id, {"spool": key}))
+                continue
+            if key == self.dead_spool:  # a spooled dead letter as it was made (deadletter()'s key)
+                page.dead.append(Out(self.runtime.topics.deadletter, f"{value.get('stage')}:{msg_id}", value))
+            else:
+                page.envelopes.append(value)
+        return page
+
+    def _dead_envelope(self, env: Envelope, reason: str) -> Out:
+        msg_id = str(env.get("id"))
+        return self.dead(reason, msg_id, {"id": msg_id}, str(env.get("text") or "")[:EXCERPT_CHARS])
 
     # --- publishing ------------------------------------------------------------------
 
@@ -332,22 +516,28 @@ class Connector:
         """Step 3: returns once Kafka acknowledged every record."""
         outs = [Out(self.runtime.topics.intake, e["id"], e) for e in envelopes] + list(dead)
         MESSAGES_IN.labels(self.stage).inc(len(outs))
+        refused = getattr(self.publisher, "refused", 0)  # (test doubles of the publisher count none)
         sent = self.publisher.publish(outs)
+        refused = getattr(self.publisher, "refused", 0) - refused
         for o in sent:
             MESSAGES_OUT.labels(self.stage, o.topic).inc()
-        DEADLETTERED.labels(self.stage).inc(len(dead))
+        DEADLETTERED.labels(self.stage).inc(len(dead) + refused)
         PUBLISHED.labels(self.name).inc(sum(1 for o in sent if o.topic == self.runtime.topics.intake))
-        CONNECTOR_DEAD.labels(self.name).inc(len(dead))
+        CONNECTOR_DEAD.labels(self.name).inc(len(dead) + refused)
         if envelopes:
             newest = max(e["posted_at"] for e in envelopes)
             LAG.labels(self.name).set(max(0.0, time.time() - _epoch(newest)))
 
     def dead(self, reason: str, msg_id: str, source: dict[str, Any], excerpt: str = "") -> Out:
         """The dead letter of an unreadable item; the reason is masked like the excerpt, since
-        it may quote the item (``bad time '13907971234'``)."""
-        reason = mask_text(reason)
+        it may quote the item (``bad time '13907971234'``), and every string is cut short and
+        made printable (a lone surrogate in a name would make the dead letter unwritable)."""
+        reason = printable(mask_text(printable(reason, 4 * REASON_CHARS)), REASON_CHARS)
+        msg_id = printable(msg_id, MAX_ID_CHARS)
+        source = {k: printable(v, REASON_CHARS) if isinstance(v, str) else v for k, v in source.items()}
         log.warning("dead-lettered: %s", reason, extra={"connector": self.name, "id": msg_id})
-        return deadletter(self.runtime, self.stage, reason, msg_id=msg_id, source=source, excerpt=excerpt)
+        return deadletter(self.runtime, self.stage, reason, msg_id=msg_id, source=source,
+                          excerpt=printable(excerpt, EXCERPT_CHARS))
 
     def close(self) -> None:
         """Release what the connector holds open (HTTP sessions, SFTP connections)."""

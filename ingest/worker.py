@@ -12,9 +12,11 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wenzheng.core.delivery import Publisher
+from wenzheng.core.errors import TransientError
 from wenzheng.core.kafka import producer as make_producer
 from wenzheng.core.registry import REGISTRY, resolve
 from wenzheng.core.runtime import Runtime
+from wenzheng.core.stage import CHECK_SECONDS
 
 from .base import Connector
 
@@ -28,23 +30,44 @@ class IngestWorker:
         self.runtime = runtime
         self.producer = make_producer(runtime.settings)
         self.connectors: list[Connector] = []
+        self.problem: str | None = None
+        """Why the worker cannot publish now (None: it can); /healthz says "degraded"."""
         channels = runtime.settings.channels
-
-        def make_publisher(name: str) -> Publisher:
-            return Publisher(runtime.settings, self.producer, runtime.journal, f"ingest.{name}")
-
         for spec in REGISTRY.load(runtime.settings.plugins).channels.values():
             if spec.is_enabled(channels):
-                self.connectors.extend(resolve(spec.connector).from_config(runtime, make_publisher))
+                self.connectors.extend(resolve(spec.connector).from_config(runtime, self.make_publisher))
         self.scheduler = BackgroundScheduler(timezone=runtime.settings.city.timezone,
                                              executors={"default": ThreadPoolExecutor(poll_threads)})
         self._stop = threading.Event()
+
+    def make_publisher(self, name: str) -> Publisher:
+        return Publisher(self.runtime.settings, self.producer, self.runtime.journal, f"ingest.{name}")
 
     def routes(self):
         return [r for c in self.connectors for r in c.routes()]
 
     def health(self) -> dict:
-        return {"connectors": len(self.connectors)}
+        ok = self.problem is None
+        return {"ok": ok, **({} if ok else {"reason": self.problem}), "connectors": len(self.connectors)}
+
+    def watch_broker(self) -> None:
+        """Every few seconds: has the broker lost its state (a memory broker restarted)? Then
+        recreate the topics, give every connector new Kafka clients and end its back-off.
+        While the broker cannot be reached, pushes wait in the spool and polls back off."""
+        problem = self.runtime.check()
+        if problem is None:
+            self.problem = None
+            return
+        self.problem = problem
+        log.warning("broker: %s", problem)
+        try:
+            self.runtime.recover()
+        except TransientError:
+            return  # still unreachable: the next check tries again
+        old, self.producer = self.producer, make_producer(self.runtime.settings)
+        for c in self.connectors:
+            c.resume(self.make_publisher(c.name))
+        old.close(timeout=1)  # `problem` stays until the next check finds the broker well
 
     def run(self) -> None:
         now = datetime.now(self.scheduler.timezone)
@@ -55,6 +78,8 @@ class IngestWorker:
             self.scheduler.add_job(c.run_once, "interval", seconds=every, id=c.name, max_instances=1,
                                    coalesce=True, next_run_time=first, jitter=every * 0.1,
                                    misfire_grace_time=max(1, int(every)))
+        self.scheduler.add_job(self.watch_broker, "interval", seconds=CHECK_SECONDS, id="watch-broker",
+                               max_instances=1, coalesce=True)
         self.scheduler.start()
         log.info("ingest started", extra={"connectors": [c.name for c in self.connectors][:20]})
         self._stop.wait()

@@ -84,3 +84,38 @@ def test_offsets_for_times_looks_up_append_time_and_never_answers_none(bootstrap
     after = c.offsets_for_times({tp: int(time.time() * 1000) + 3_600_000})[tp]
     assert after is not None and (after.offset, after.timestamp) == (0, -1)  # Kafka: None
     c.close()
+
+
+def test_a_group_rejoined_by_a_member_from_before_a_restart_never_assigns_again(tmp_path):
+    """After a restart (memory storage: empty), a consumer that was in group G before it
+    polls, rejoins G and closes; a new member of G is then never given partitions (60 s
+    measured). A new group works at once: wenzheng names its groups after the input
+    topic's id (Runtime.group), which a recreated topic changes."""
+    from tests.conftest import write_config
+    from wenzheng.app.broker import EmbeddedBroker
+    from wenzheng.config import load
+    from wenzheng.core.kafka import consumer
+    from wenzheng.core.runtime import Runtime
+
+    with EmbeddedBroker(log_file=tmp_path / "tansu.log") as broker:
+        config = load(write_config(tmp_path, broker.bootstrap))
+        settings, topic = config.settings, Runtime(config).connect().topics.classified
+        old = consumer(settings, topic, group="g")
+        _poll_until(old, old.assignment, 15)
+        broker.restart()
+        Runtime(config).connect()  # the topics again
+        _poll_until(old, lambda: False, 3)  # the old member rejoins the restarted broker's group
+        old.close()
+        for group, assigned in (("g", False), ("g2", True)):
+            c = consumer(settings, topic, group=group)
+            _poll_until(c, c.assignment, 12)
+            assert bool(c.assignment()) is assigned, group
+            c.close()
+
+
+def _poll_until(c, done, seconds: float) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not done():
+        c.poll(timeout_ms=300)
