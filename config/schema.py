@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from wenzheng.core.registry import REGISTRY, resolve
 
@@ -338,6 +346,9 @@ class Channels(Model):
     settings model its registry entry names (see wenzheng.core.registry)."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
+    max_text_chars: int = Field(256 * 1024, ge=1000)
+    """Longest text (and context, and title) of a message, in characters; longer ones are cut
+    with a visible ``…[截断：原文 N 字]`` (ingest/base.py says why cut, not dead-lettered)."""
     hotline: HotlineChannel = HotlineChannel()
     wechat: WeChatChannel = WeChatChannel()
     weibo: WeiboChannel = WeiboChannel()
@@ -349,9 +360,13 @@ class Channels(Model):
         specs = {spec.key: spec for spec in REGISTRY.load().channels.values() if spec.settings}
         for key, value in extra.items():
             if key not in specs:
-                known = sorted({*type(self).model_fields, *specs})
+                known = sorted({*type(self).model_fields, *specs} - {"max_text_chars"})
                 raise ValueError(f"unknown channel {key!r} (one of {', '.join(known)})")
-            extra[key] = resolve(specs[key].settings).model_validate(value or {})
+            try:
+                extra[key] = resolve(specs[key].settings).model_validate(value or {})
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ValueError(f"{key}.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
         return self
 
 
@@ -401,7 +416,10 @@ class StateSettings(Model):
     dir: str = "var/state"
     """Checkpoints, the delivery journal and trained models live here (relative to the cwd)."""
     dedup_retention_days: float = 14
-    """How long message ids are remembered for de-duplication."""
+    """How long message ids are remembered for de-duplication (the journal is pruned to it hourly)."""
+    url: str = ""
+    """PostgreSQL for the delivery journal that every machine shares (e.g. postgresql://wz@db/wenzheng);
+    empty: SQLite under ``dir``, for one machine. Needed when a stage runs on several machines."""
 
 
 class LedgerSettings(Model):

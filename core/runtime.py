@@ -122,4 +122,11 @@ class Runtime:
 
     @cached_property
     def journal(self) -> Journal:
-        return Journal(self.state_dir / "delivery.sqlite3")
+        return Journal(self.state_dir / "delivery.sqlite3", self.settings.state.url)
+
+    def prune(self) -> int:
+        """Forget delivered ids older than ``state.dedup_retention_days`` (the journal stays bounded)."""
+        n = self.journal.prune(self.settings.state.dedup_retention_days)
+        if n:
+            log.info("journal pruned: %d ids older than %s days", n, self.settings.state.dedup_retention_days)
+        return n

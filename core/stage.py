@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHECK_SECONDS = 5.0
 """How often an idle or failing stage asks whether the broker still has its topics."""
+PRUNE_SECONDS = 3600.0
+"""How often the delivery journal forgets ids older than ``state.dedup_retention_days``."""
 
 
 def deadletter(runtime: Runtime, stage: str, reason: str, *, msg_id: str, source: dict[str, Any],
@@ -118,6 +120,7 @@ class StageWorker:
         self.problem: str | None = None
         """Why the stage cannot consume or produce now (None: it can); /healthz says "degraded"."""
         self._checked = time.monotonic()
+        self._next_prune = time.monotonic()
         self._stopped = threading.Event()
 
     def health(self) -> dict[str, Any]:
@@ -155,6 +158,9 @@ class StageWorker:
         """Batches, until the worker stops or the broker needs recovering."""
         while self.running:
             self.stage.between_batches()
+            if time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + PRUNE_SECONDS
+                self.runtime.prune()
             batch = s.consumer.poll(timeout_ms=self.poll_ms)
             self._report_lag(s.consumer)
             if not batch:

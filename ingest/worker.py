@@ -16,7 +16,7 @@ from wenzheng.core.errors import TransientError
 from wenzheng.core.kafka import producer as make_producer
 from wenzheng.core.registry import REGISTRY, resolve
 from wenzheng.core.runtime import Runtime
-from wenzheng.core.stage import CHECK_SECONDS
+from wenzheng.core.stage import CHECK_SECONDS, PRUNE_SECONDS
 
 from .base import Connector
 
@@ -80,6 +80,8 @@ class IngestWorker:
                                    misfire_grace_time=max(1, int(every)))
         self.scheduler.add_job(self.watch_broker, "interval", seconds=CHECK_SECONDS, id="watch-broker",
                                max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.runtime.prune, "interval", seconds=PRUNE_SECONDS, id="prune-journal",
+                               max_instances=1, coalesce=True, next_run_time=now)
         self.scheduler.start()
         log.info("ingest started", extra={"connectors": [c.name for c in self.connectors][:20]})
         self._stop.wait()
