@@ -47,7 +47,7 @@ from . import envelope
 from .errors import TransientError
 from .kafka import consumer as make_consumer
 from .kafka import partition_for, read_partition
-from .storage import LocalDB
+from .storage import LocalDB, SharedDB
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +76,19 @@ class Journal:
     SCHEMA = """
     CREATE TABLE IF NOT EXISTS delivery (
         stage TEXT NOT NULL, msg_id TEXT NOT NULL, topic TEXT NOT NULL,
-        partition INTEGER NOT NULL, state TEXT NOT NULL, "offset" INTEGER,
-        journaled_ms INTEGER NOT NULL,
+        partition INTEGER NOT NULL, state TEXT NOT NULL, "offset" BIGINT,
+        journaled_ms BIGINT NOT NULL,
         PRIMARY KEY (stage, msg_id, topic)
     );
     CREATE INDEX IF NOT EXISTS delivery_age ON delivery (journaled_ms);
     """
     CHUNK = 400  # ids per lookup query, under SQLite's bound-parameter limit
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, url: str = "") -> None:
+        """SQLite at ``path`` on this machine, or with ``url`` (``state.url``) the shared
+        PostgreSQL every machine's workers use."""
         self.path = Path(path)
-        self.db = LocalDB(self.path, self.SCHEMA)
+        self.db: LocalDB | SharedDB = SharedDB(url, self.SCHEMA) if url else LocalDB(self.path, self.SCHEMA)
 
     def lookup(self, stage: str, keys: list[Key]) -> dict[Key, Entry]:
         """(msg_id, topic) → (state, partition, offset, journaled_ms) for the keys known."""
