@@ -385,6 +385,8 @@ COMMANDS = [Up(), Broker(), Worker(), Topology(), Classify(), Train(), Evaluate(
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wenzheng", description="问政 intake: classify and route citizens' messages")
     p.add_argument("--log-level", default=os.environ.get("WENZHENG_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-file", default=os.environ.get("WENZHENG_LOG_FILE"),
+                   help=f"JSON lines to this file, rotated at {logs.MAX_BYTES >> 20} MB (default: stderr)")
     p.add_argument("--config", default=None, help=CONFIG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
     commands = [*COMMANDS, *(resolve(c)() for c in REGISTRY.load().commands)]
@@ -398,7 +400,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logs.setup(args.log_level)
+    logs.setup(args.log_level, file=Path(args.log_file) if args.log_file else None)
     from wenzheng.config import ConfigError
 
     try:

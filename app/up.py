@@ -43,7 +43,9 @@ class Supervisor:
         cmd = [sys.executable, "-m", "wenzheng.app", "worker", kind, "--port", str(self.ports[kind])]
         if self.config.directory:
             cmd += ["--config", str(self.config.directory)]
-        out = open(self.log_dir / f"{kind}.log", "ab") if self.log_dir else None  # noqa: SIM115
+        if self.log_dir:  # the worker's log rotates; its raw output (a crash) goes beside it
+            cmd[3:3] = ["--log-file", str(self.log_dir / f"{kind}.log")]
+        out = open(self.log_dir / f"{kind}.out", "ab") if self.log_dir else None  # noqa: SIM115
         try:
             self.procs[kind] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
         finally:

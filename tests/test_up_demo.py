@@ -11,8 +11,10 @@ from tests.conftest import write_config
 pytestmark = pytest.mark.slow
 
 
-def test_up_demo_routes_cases_within_a_minute_and_stops_cleanly(tmp_path):
-    cfg = write_config(tmp_path, None)  # no bootstrap servers: up starts its own embedded broker
+def test_up_demo_routes_cases_within_a_minute_and_stops_cleanly(tmp_path, tiny_model):
+    # no bootstrap servers: up starts its own embedded broker; the session's model spares the
+    # baseline's training (measured apart: `./dev bench first-case` starts from nothing)
+    cfg = write_config(tmp_path, None, classifier={"model_dir": str(tiny_model)})
     out = subprocess.run([sys.executable, "-m", "wenzheng.app", "up", "--demo", "--duration", "40", "--rate", "4",
                           "--config", str(cfg)], capture_output=True, text=True, timeout=150, encoding="utf-8")
     assert out.returncode == 0, out.stderr[-2000:]
