@@ -10,16 +10,27 @@ delivery journal keyed by ``(stage, message id, topic)``.
 
 The order of one batch, kept by :meth:`Publisher.publish`:
 
-1. Look the batch's keys up in the journal. *Done* keys are skipped: this is a
-   redelivery and the output already exists.
+1. Encode each record's key and value. One that cannot be encoded (a lone
+   surrogate, JSON nested deeper than orjson's 255 levels, an integer beyond
+   64 bits) is refused now and goes to step 6 without being journaled. Look the
+   other keys up in the journal. *Done* keys are skipped: this is a redelivery
+   and the output already exists.
 2. *Pending* keys were journaled by a worker that died between steps 3 and 5.
    Their target partition is read from the time they were journaled up to the
    high watermark; keys found there are marked done, the rest are sent again.
 3. Journal the keys still to send as pending, with their target partition,
    in one transaction (fsync'd).
 4. Send them with that explicit partition and wait until Kafka acknowledges
-   every record (``acks=all``); any failure raises before step 5.
-5. Mark them done with their offsets.
+   every record (``acks=all``). A record Kafka refuses for its own sake
+   (:data:`REFUSED`: too large, invalid, corrupt) would be refused again on
+   every retry, so it does not fail the batch: it waits for step 6, and what
+   failed beside it in the same round is sent again. Any other failure (broker
+   down, timeout) raises before step 5, and the whole batch is retried later.
+5. Mark the acknowledged keys done with their offsets.
+6. Replace each refused record by a dead letter (why, where it was going, a
+   masked excerpt) delivered by steps 1-5; only then mark the refused key done,
+   without an offset. A crash in between sends it again, Kafka refuses it again
+   and its dead letter is found done: one dead letter, and the batch moves on.
 
 Only after ``publish`` returns does a worker commit its input offsets, or a
 connector advance its checkpoint. The journal is SQLite under the state
@@ -36,28 +47,68 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+from kafka.producer.future import FutureRecordMetadata
 
 from . import envelope
 from .errors import TransientError
+from .kafka import Topics, partition_for, read_partition
 from .kafka import consumer as make_consumer
-from .kafka import partition_for, read_partition
+from .privacy import mask_text
 from .storage import LocalDB, SharedDB
 
 log = logging.getLogger(__name__)
 
 DONE = "done"
 VERIFY_SKEW_MS = 120_000  # producer clocks may differ this much from the journal's
+REFUSED: tuple[type[KafkaError], ...] = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError,
+                                         CorruptRecordError)
+"""What Kafka answers about one record for its own sake: it would answer it again on
+every retry. kafka-python splits a batch refused as too large and sends its records
+again, so a record that gets one of these got it alone."""
+RECORD_OVERHEAD = 16 * 1024
+"""Room under the producer's ``max_request_size`` for a record's key, headers and batch framing."""
+EXCERPT_CHARS = 300
 
 Key = tuple[str, str]
 """(message id, topic): what is delivered once per stage."""
 Entry = tuple[str, int, int | None, int]
 """A key's journal entry: (state, partition, offset, journaled_ms)."""
+Record = tuple["Out", bytes, bytes]
+"""An output with its encoded key and value."""
+Refusal = tuple["Out", str]
+"""An output Kafka (or the encoder) refused, and why."""
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, lone surrogates written as ``\\udc80`` so it encodes."""
+    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def dead_letter_value(stage: str, reason: str, *, msg_id: str, source: dict[str, Any],
+                      excerpt: str = "") -> dict[str, Any]:
+    """The value of a dead-letter record: the reason, where the input is, a masked excerpt — never raw PII."""
+    return {
+        "schema": "wenzheng.deadletter/1",
+        "id": msg_id,
+        "stage": stage,
+        "reason": reason,
+        "at": envelope.iso(envelope.now()),
+        "source": source,
+        "excerpt": mask_text(excerpt[:500]),
+    }
 
 
 @dataclass
@@ -118,8 +169,9 @@ class Journal:
                 [(stage, mid, topic, p, now) for mid, topic, p in items],
             )
 
-    def mark_done(self, stage: str, items: list[tuple[str, str, int]]) -> None:
-        """Journal (msg_id, topic, offset) as acknowledged by Kafka."""
+    def mark_done(self, stage: str, items: Sequence[tuple[str, str, int | None]]) -> None:
+        """Journal (msg_id, topic, offset) as acknowledged by Kafka; no offset: refused by
+        Kafka and dead-lettered instead (step 6)."""
         with self.db.transaction() as tx:
             tx.executemany(
                 "UPDATE delivery SET state='done', \"offset\"=? WHERE stage=? AND msg_id=? AND topic=?",
@@ -143,6 +195,8 @@ class Publisher:
         self._partitions: dict[str, int] = {}
         self._verifier: KafkaConsumer | None = None
         self.skipped = 0  # redeliveries recognised as already done
+        self.refused = 0  # records Kafka refused, replaced by dead letters
+        self.deadletter_topic = Topics(settings.kafka.topic_prefix).deadletter
 
     def partitions(self, topic: str) -> int:
         if topic not in self._partitions:
@@ -152,46 +206,117 @@ class Publisher:
             self._partitions[topic] = len(parts)
         return self._partitions[topic]
 
+    @property
+    def max_value_bytes(self) -> int:
+        """The largest record value this publisher's producer sends."""
+        return int(self.producer.config.get("max_request_size", 1 << 20)) - RECORD_OVERHEAD
+
     def publish(self, outs: list[Out], timeout: float = 30.0) -> list[Out]:
-        """Deliver ``outs`` (steps 1–5 above); return the ones actually sent now."""
-        if not outs:
-            return []
-        unique: dict[Key, Out] = {}
+        """Deliver ``outs`` (steps 1–6 above); return the records actually sent now, the
+        dead letters that replaced refused ones included."""
+        records, refused = self._encode(outs)
+        sent, by_kafka = self._deliver(records, timeout)
+        refused += by_kafka
+        if not refused:
+            return sent
+        letters, unencodable = self._encode([self._letter(o, why) for o, why in refused])
+        more, again = self._deliver(letters, timeout)
+        if unencodable or again:  # a dead letter is small and printable: never its own fault
+            raise TransientError(f"Kafka refused a dead letter: {(unencodable + again)[0][1]}")
+        self.journal.mark_done(self.stage, [(o.id, o.topic, None) for o, _ in by_kafka])
+        self.refused += len(refused)
+        return sent + more
+
+    def _encode(self, outs: list[Out]) -> tuple[list[Record], list[Refusal]]:
+        """Step 1's encoding: the records that encode, and those that cannot."""
+        records: list[Record] = []
+        refused: list[Refusal] = []
         for o in outs:
-            unique.setdefault((o.id, o.topic), o)
+            try:
+                records.append((o, o.id.encode(), envelope.encode(o.value)))
+            except (TypeError, UnicodeEncodeError) as exc:  # orjson.JSONEncodeError is a TypeError
+                refused.append((o, f"cannot be written as UTF-8 JSON: {printable(str(exc), 200)}"))
+        return records, refused
+
+    def _deliver(self, records: list[Record], timeout: float) -> tuple[list[Out], list[Refusal]]:
+        """Steps 1–5: the records sent and acknowledged now, and those Kafka refused."""
+        to_send = self._unsent(records)
+        if not to_send:
+            return [], []
+        parts = [partition_for(key, self.partitions(o.topic)) for o, key, _ in to_send]
+        self.journal.mark_pending(self.stage, [(o.id, o.topic, p) for (o, _, _), p in zip(to_send, parts, strict=True)])
+        acked, refused = self._send(list(zip(to_send, parts, strict=True)), timeout)
+        self.journal.mark_done(self.stage, [(o.id, o.topic, offset) for o, offset in acked])
+        return [o for o, _ in acked], refused
+
+    def _unsent(self, records: list[Record]) -> list[Record]:
+        """Steps 1–2: the records neither journaled done nor found in Kafka."""
+        unique: dict[Key, Record] = {}
+        for r in records:
+            unique.setdefault((r[0].id, r[0].topic), r)
         known = self.journal.lookup(self.stage, list(unique))
-        to_send: list[Out] = []
+        to_send: list[Record] = []
         pending: dict[Key, Entry] = {}
-        for key, out in unique.items():
+        for key, record in unique.items():
             state = known.get(key)
             if state is None:
-                to_send.append(out)
+                to_send.append(record)
             elif state[0] == DONE:
                 self.skipped += 1
             else:
                 pending[key] = state
         if pending:
-            to_send.extend(self._verify(pending, unique))
-        if not to_send:
-            return []
-        targets = [(o.id, o.topic, partition_for(o.id.encode(), self.partitions(o.topic))) for o in to_send]
-        self.journal.mark_pending(self.stage, targets)
-        futures = []
-        for o, (_, _, p) in zip(to_send, targets, strict=True):
-            futures.append(
-                self.producer.send(o.topic, key=o.id.encode(), value=envelope.encode(o.value),
-                                   partition=p, headers=o.headers or None)
-            )
-        self.producer.flush(timeout)
-        acked = []
-        try:
-            for o, fut in zip(to_send, futures, strict=True):
-                meta = fut.get(timeout=timeout)
-                acked.append((o.id, o.topic, meta.offset))
-        except KafkaError as exc:
-            raise TransientError(f"Kafka did not acknowledge: {exc}") from exc
-        self.journal.mark_done(self.stage, acked)
+            resend = {(o.id, o.topic) for o in self._verify(pending, {k: r[0] for k, r in unique.items()})}
+            to_send.extend(r for k, r in unique.items() if k in resend)
         return to_send
+
+    def _send(self, batch: list[tuple[Record, int]], timeout: float) -> tuple[list[tuple[Out, int]], list[Refusal]]:
+        """Step 4 in rounds: a round that had a refusal sends what failed beside it again;
+        a round with failures and no refusal raises."""
+        acked: list[tuple[Out, int]] = []
+        refused: list[Refusal] = []
+        while batch:
+            before = len(refused)
+            futures = [self._send_one(record, p, refused) for record, p in batch]
+            try:
+                self.producer.flush(timeout)
+            except KafkaError as exc:
+                raise TransientError(f"Kafka did not acknowledge: {exc}") from exc
+            failed: list[tuple[Record, int]] = []
+            error: KafkaError | None = None
+            for item, fut in zip(batch, futures, strict=True):
+                if fut is None:
+                    continue
+                try:
+                    acked.append((item[0][0], fut.get(timeout=timeout).offset))
+                except REFUSED as exc:
+                    refused.append((item[0][0], f"Kafka refused the record: {exc}"))
+                except KafkaError as exc:
+                    failed.append(item)
+                    error = exc
+            if failed and len(refused) == before:
+                raise TransientError(f"Kafka did not acknowledge: {error}") from error
+            batch = failed
+        return acked, refused
+
+    def _send_one(self, record: Record, partition: int, refused: list[Refusal]) -> FutureRecordMetadata | None:
+        out, key, value = record
+        try:
+            return self.producer.send(out.topic, key=key, value=value, partition=partition, headers=out.headers or None)
+        except REFUSED as exc:  # the producer's own check: larger than its max_request_size
+            refused.append((out, f"Kafka refused the record: {exc}"))
+            return None
+        except KafkaError as exc:  # no metadata within max_block_ms: the broker is away
+            raise TransientError(f"Kafka did not take the record: {exc}") from exc
+
+    def _letter(self, out: Out, reason: str) -> Out:
+        """The dead letter that stands for a refused record (step 6)."""
+        msg_id = printable(out.id, 300)
+        text = next((v for k in ("text", "excerpt", "title") if isinstance(v := out.value.get(k), str)), "")
+        value = dead_letter_value(self.stage, reason, msg_id=msg_id, source={"topic": out.topic, "key": msg_id},
+                                  excerpt=printable(text, EXCERPT_CHARS))
+        log.warning("dead-lettered a record Kafka refused: %s", reason, extra={"stage": self.stage, "id": msg_id})
+        return Out(self.deadletter_topic, f"{self.stage}:{msg_id}", value)
 
     def _verify(self, pending: dict[Key, Entry], unique: dict[Key, Out]) -> list[Out]:
         """Find which pending keys did reach Kafka; return the ones that did not."""
