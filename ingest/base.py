@@ -73,6 +73,7 @@ registered with the ingest worker.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -167,6 +168,13 @@ def reason_for(exc: BaseException) -> str:
             where = f" at {module}:{line}"
     detail = _QUOTED.sub("'…'", str(exc)[:1000])[:200]
     return f"unreadable: {type(exc).__name__}{where}" + (f" ({detail})" if detail else "")
+
+
+def fingerprint(item: Any) -> str:
+    """A short hash of an item that has no readable id, for its dead letter's id (stable, so a
+    re-read page dead-letters it once)."""
+    dump = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(dump.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def cut(text: str, limit: int) -> str:
@@ -525,7 +533,7 @@ class Connector:
         PUBLISHED.labels(self.name).inc(sum(1 for o in sent if o.topic == self.runtime.topics.intake))
         CONNECTOR_DEAD.labels(self.name).inc(len(dead) + refused)
         if envelopes:
-            newest = max(e["posted_at"] for e in envelopes)
+            newest = max(str(e.get("posted_at") or "") for e in envelopes)
             LAG.labels(self.name).set(max(0.0, time.time() - _epoch(newest)))
 
     def dead(self, reason: str, msg_id: str, source: dict[str, Any], excerpt: str = "") -> Out:

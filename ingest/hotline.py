@@ -16,19 +16,37 @@ A file is read once its size and mtime have held still for ``settle_seconds``,
 so a file still being written is never read half-way (writers that rename a
 finished ``.tmp`` into place are picked up at once). Files that cannot be read
 are moved to ``quarantine/`` beside a ``.reason.txt`` and dead-lettered.
+
+**The folder is open to whoever can write to it**, so it is read as hostile
+ground. Each file is one item of the template's rule (base.py): whatever reading
+it raises — JSON nested 100,000 deep, a speaker that is a number, a CSV field
+over csv's 128 KiB limit, a lone surrogate — makes that file a dead letter, and
+the rest of the scan is published. Entries are looked at with ``lstat`` and
+opened relative to the folder with ``O_NOFOLLOW`` (and ``O_NONBLOCK``: a FIFO
+cannot hang the poll), so only regular files in the folder are ever read. A
+symbolic link is never followed: the link itself is moved to quarantine and
+dead-lettered, with nothing of its target; so is anything else that is not a
+regular file (a FIFO, a folder named ``x.json``). A file over
+:data:`MAX_FILE_BYTES` is quarantined unread. A scan is published in pages of
+:data:`PAGE_FILES` files.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
-import json
 import logging
-import shutil
+import os
+import stat
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from wenzheng.core import envelope
 from wenzheng.core.delivery import Out, Publisher
@@ -36,12 +54,20 @@ from wenzheng.core.errors import BadMessage
 from wenzheng.core.privacy import pseudonym
 from wenzheng.core.runtime import Runtime
 
-from .base import Connector, Page, Pages, State
+from .base import EXCERPT_CHARS, Connector, Envelope, Page, Pages, State, read_json
 
 log = logging.getLogger(__name__)
 
 AGENT = {"agent", "坐席", "话务员", "客服", "接线员", "operator"}
 CITIZEN = {"citizen", "caller", "市民", "来电人", "群众", "customer"}
+MAX_FILE_BYTES = 64 << 20
+"""Larger files are quarantined unread: a call's transcript is a few KiB, and the text kept is capped anyway."""
+PAGE_FILES = 100
+"""Files per page: a scan of thousands is published page by page, not held in memory at once."""
+QUARANTINE = "quarantine"
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_KINDS = {"l": "symbolic link", "d": "folder", "p": "FIFO", "s": "socket", "c": "device", "b": "device"}
 
 
 def read_text(data: bytes, encodings: list[str]) -> str:
@@ -60,61 +86,106 @@ def read_text(data: bytes, encodings: list[str]) -> str:
     raise BadMessage(f"wrong encoding: not {' or '.join(encodings)}")
 
 
-def parse_time(value: str | None, fallback: datetime) -> datetime:
-    if not value:
+def _scalar(value: Any, what: str) -> str:
+    """A field as text: a string or a number is one; a list, an object or a boolean is not."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadMessage(f"{what} is not text")
+    return str(value).strip()
+
+
+def parse_time(value: Any, fallback: datetime) -> datetime:
+    text = _scalar(value, "started_at")
+    if not text:
         return fallback
     try:
-        dt = datetime.fromisoformat(str(value).strip().replace("/", "-"))
-    except ValueError:
-        raise BadMessage(f"bad started_at {value!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=envelope.TZ)
+        dt = datetime.fromisoformat(text.replace("/", "-"))
+        return (dt if dt.tzinfo else dt.replace(tzinfo=envelope.TZ)).astimezone(envelope.TZ)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+14:00 is before year 1 in Beijing
+        raise BadMessage(f"bad started_at {text[:40]!r}") from None
 
 
-def _speaker(value: str) -> str:
-    v = (value or "").strip().lower()
+def _speaker(value: Any) -> str:
+    v = _scalar(value, "speaker").lower()
     if v in AGENT:
         return "agent"
     if v in CITIZEN:
         return "citizen"
-    raise BadMessage(f"unknown speaker {value!r}")
+    raise BadMessage(f"unknown speaker {v[:20]!r}")
 
 
-def parse_call(name: str, text: str) -> dict:
+def _parse_csv(text: str) -> dict[str, Any]:
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:  # a field over csv's 128 KiB limit, a NUL
+        raise BadMessage(f"bad CSV: {exc}") from None
+    if not rows:
+        raise BadMessage("CSV has no rows")
+    missing = {"call_id", "speaker", "text"} - set(rows[0])
+    if missing:
+        raise BadMessage(f"CSV lacks columns {', '.join(sorted(missing))}")
+    first = rows[0]
+    call = {k: first.get(k) for k in ("call_id", "started_at", "caller_number", "caller_name", "location")}
+    call["turns"] = [{"speaker": r["speaker"], "text": r["text"]} for r in rows]
+    return call
+
+
+def parse_call(name: str, text: str) -> dict[str, Any]:
     """A call record ``{call_id, started_at, caller_number, caller_name, turns}`` from a file's text."""
     if name.lower().endswith(".csv"):
-        rows = list(csv.DictReader(io.StringIO(text)))
-        if not rows:
-            raise BadMessage("CSV has no rows")
-        missing = {"call_id", "speaker", "text"} - set(rows[0])
-        if missing:
-            raise BadMessage(f"CSV lacks columns {', '.join(sorted(missing))}")
-        first = rows[0]
-        call = {k: first.get(k) for k in ("call_id", "started_at", "caller_number", "caller_name", "location")}
-        call["turns"] = [{"speaker": r["speaker"], "text": r["text"]} for r in rows]
+        call = _parse_csv(text)
     else:
-        try:
-            call = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadMessage(f"bad JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        call = read_json(text)
         if not isinstance(call, dict):
             raise BadMessage("JSON is not an object")
         if "turns" not in call:
-            if not str(call.get("text") or "").strip():
+            if not _scalar(call.get("text"), "text"):
                 raise BadMessage("call has neither turns nor text")
             call["turns"] = [{"speaker": "citizen", "text": call["text"]}]
-    if not str(call.get("call_id") or "").strip():
+    if not _scalar(call.get("call_id"), "call_id"):
         raise BadMessage("call has no call_id")
     if not isinstance(call["turns"], list):
         raise BadMessage("turns is not a list")
     return call
 
 
+def _words(turns: list[Any]) -> tuple[list[str], list[str]]:
+    """What the caller said, and what the agent said."""
+    citizen: list[str] = []
+    agent: list[str] = []
+    for turn in turns:
+        if not isinstance(turn, dict):
+            raise BadMessage("a turn is not an object")
+        words = _scalar(turn.get("text"), "a turn's text")
+        if words:
+            (citizen if _speaker(turn.get("speaker")) == "citizen" else agent).append(words)
+    return citizen, agent
+
+
+@dataclass
+class _Entry:
+    """One entry of a scan: its name and lstat, and once read, its bytes."""
+
+    name: str
+    st: os.stat_result
+    data: bytes = b""
+
+    @property
+    def regular(self) -> bool:
+        return stat.S_ISREG(self.st.st_mode)
+
+    @property
+    def kind(self) -> str:
+        return _KINDS.get(stat.filemode(self.st.st_mode)[0], "special file")
+
+
 class HotlineConnector(Connector):
-    """The drop folder as one page per scan of the files that settled.
+    """The drop folder as pages of the files that settled.
 
     Checkpoint (format 1): ``{"files": {name: {"size", "mtime_ns", "id"}}}``, the
-    files published (or quarantined) as they were then; a file that changes is
-    read again, one that leaves the folder is forgotten."""
+    files published as they were then; a file that changes is read again, one that
+    leaves the folder is forgotten."""
 
     channel = "hotline"
 
@@ -123,94 +194,173 @@ class HotlineConnector(Connector):
         self.cfg = runtime.settings.channels.hotline
         self.poll_seconds = self.cfg.poll_seconds
         self.dir = Path(self.cfg.drop_dir).expanduser()
-        self.quarantine = self.dir / "quarantine"
+        self.quarantine = self.dir / QUARANTINE
         self.dir.mkdir(parents=True, exist_ok=True)
         self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
         self._seen: dict[str, tuple[int, int]] = {}  # name → (size, mtime_ns) at the last scan
 
     def fetch(self, cursor: State) -> Pages:
         done = cursor.get("files", {})
-        files = self.ready_files(done)
-        if not files:
+        entries = self.ready_files(done)
+        if not entries:
             return
-        envelopes, dead, records, quarantined = self._read(files)
         kept = {n: r for n, r in done.items() if n in self._seen}  # _seen: what this scan found
-        yield Page(envelopes, dead, state={"files": kept | records}, fetched=len(files),
-                   acked=lambda: self._acked(quarantined, len(envelopes)))
+        records: dict[str, dict[str, Any]] = {}
+        folder = os.open(self.dir, _DIR)
+        try:
+            for i in range(0, len(entries), PAGE_FILES):
+                page, quarantined = self._read(folder, entries[i : i + PAGE_FILES], records)
+                page.state = {"files": kept | records}
+                page.acked = partial(self._acked, folder, quarantined, len(page.envelopes))
+                yield page
+        finally:
+            os.close(folder)
 
-    def ready_files(self, done: dict[str, dict]) -> list[Path]:
+    def ready_files(self, done: dict[str, dict[str, Any]]) -> list[_Entry]:
+        """The entries to read now: regular files that settled and changed since published,
+        and at once whatever is not a regular file (to be quarantined unread)."""
         now, ready = time.time(), []
         current: dict[str, tuple[int, int]] = {}
-        for p in sorted(self.dir.iterdir()):
-            if not p.is_file() or p.name.startswith(".") or p.suffix.lower() not in (".json", ".csv"):
-                continue
-            st = p.stat()
-            sig = (st.st_size, st.st_mtime_ns)
-            current[p.name] = sig
-            if (prev := done.get(p.name)) and (prev["size"], prev["mtime_ns"]) == sig:
-                continue  # published (or quarantined) already
-            still = self._seen.get(p.name) == sig or now - st.st_mtime > 3 * self.cfg.settle_seconds
-            if still and now - st.st_mtime >= self.cfg.settle_seconds:
-                ready.append(p)
+        with os.scandir(self.dir) as found:
+            for e in found:
+                if e.name.startswith(".") or not e.name.lower().endswith((".json", ".csv")):
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    ready.append(_Entry(e.name, st))
+                    continue
+                sig = current[e.name] = (st.st_size, st.st_mtime_ns)
+                if (prev := done.get(e.name)) and (prev["size"], prev["mtime_ns"]) == sig:
+                    continue  # published already
+                still = self._seen.get(e.name) == sig or now - st.st_mtime > 3 * self.cfg.settle_seconds
+                if still and now - st.st_mtime >= self.cfg.settle_seconds:
+                    ready.append(_Entry(e.name, st))
         self._seen = current
-        return ready
+        return sorted(ready, key=lambda entry: entry.name)
 
-    def _read(self, files: list[Path]) -> tuple[list[dict], list[Out], dict[str, dict], list[tuple[Path, str]]]:
-        """Envelopes, dead letters, checkpoint records and files to quarantine for one scan."""
-        envelopes: list[dict] = []
-        dead: list[Out] = []
-        records: dict[str, dict] = {}
-        quarantined: list[tuple[Path, str]] = []
-        for path in files:
-            data = path.read_bytes()
-            st = path.stat()
-            try:
-                env = self.to_envelope(path, data)
-            except BadMessage as exc:
-                digest = hashlib.sha256(data).hexdigest()[:12]
-                excerpt = data[:300].decode("utf-8", "replace")
-                dead.append(self.dead(exc.reason, f"file:{path.name}:{digest}",
-                                      {"file": path.name, "quarantine": f"quarantine/{path.name}"}, excerpt))
-                quarantined.append((path, exc.reason))
+    def _read(self, folder: int, entries: list[_Entry],
+              records: dict[str, dict[str, Any]]) -> tuple[Page, list[tuple[str, str]]]:
+        """One page of files, and the names to quarantine (with why) once it is published;
+        ``records`` gains the files published."""
+        page, quarantined = Page(fetched=len(entries)), []
+        for entry in entries:
+            env = self.read_item(page, partial(self._convert, folder, entry),
+                                 partial(self._dead_file, entry, quarantined))
+            if env is None:
                 continue
-            if env["id"] in {e["id"] for e in envelopes}:
-                log.warning("duplicate call_id in one scan", extra={"id": env["id"], "file": path.name})
-            envelopes.append(env)
-            records[path.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "id": env["id"]}
-        return envelopes, dead, records, quarantined
+            if any(r["id"] == env["id"] for r in records.values()):
+                log.warning("duplicate call_id in one scan", extra={"id": env["id"], "file": entry.name})
+            records[entry.name] = {"size": entry.st.st_size, "mtime_ns": entry.st.st_mtime_ns, "id": env["id"]}
+        return page, quarantined
 
-    def to_envelope(self, path: Path, data: bytes) -> dict:
+    def _convert(self, folder: int, entry: _Entry) -> Envelope | None:
+        """The envelope of one entry; None when it changed or left since the scan (a later scan reads it)."""
+        if not entry.regular:
+            raise BadMessage(f"a {entry.kind}, not a regular file: never opened")
+        data = self._load(folder, entry)
+        if data is None:
+            return None
+        entry.data = data
+        return self.to_envelope(self.dir / entry.name, data, entry.st.st_mtime)
+
+    def _load(self, folder: int, entry: _Entry) -> bytes | None:
+        if entry.st.st_size > MAX_FILE_BYTES:
+            raise BadMessage(f"file of {entry.st.st_size} bytes, over the limit of {MAX_FILE_BYTES}")
+        try:
+            fd = os.open(entry.name, _OPEN, dir_fd=folder)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            entry.st = os.lstat(entry.name, dir_fd=folder)  # a link put in the file's place since the scan
+            raise BadMessage("a symbolic link, not a regular file: never opened") from None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (st.st_ino, st.st_size, st.st_mtime_ns) != (entry.st.st_ino, entry.st.st_size, entry.st.st_mtime_ns):
+                return None  # replaced or still changing
+            return f.read(MAX_FILE_BYTES)
+
+    def to_envelope(self, path: Path, data: bytes, mtime: float | None = None) -> Envelope:
         call = parse_call(path.name, read_text(data, self.cfg.encodings))
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, envelope.TZ)
-        citizen: list[str] = []
-        agent: list[str] = []
-        for turn in call["turns"]:
-            if not isinstance(turn, dict):
-                raise BadMessage("a turn is not an object")
-            words = str(turn.get("text") or "").strip()
-            if words:
-                (citizen if _speaker(turn.get("speaker", "")) == "citizen" else agent).append(words)
+        citizen, agent = _words(call["turns"])
         if not citizen:
             raise BadMessage("the caller says nothing in this transcript")
-        number = str(call.get("caller_number") or "") or None
-        location = {"text": call["location"]} if call.get("location") else None
+        when = datetime.fromtimestamp(os.lstat(path).st_mtime if mtime is None else mtime, envelope.TZ)
+        number = _scalar(call.get("caller_number"), "caller_number") or None
+        location = _scalar(call.get("location"), "location")
         return envelope.make(
             channel="hotline",
             account=self.cfg.account,
-            source_id=str(call["call_id"]).strip(),
-            title=str(call.get("title") or ""),
+            source_id=_scalar(call["call_id"], "call_id"),
+            title=_scalar(call.get("title"), "title"),
             text="\n".join(citizen),
             context="\n".join(agent),
-            posted_at=parse_time(call.get("started_at"), mtime),
+            posted_at=parse_time(call.get("started_at"), when),
             author=pseudonym(self.key, "hotline", number),
-            location=location,
-            pii={"caller_number": number, "caller_name": call.get("caller_name")},
+            location={"text": location} if location else None,
+            pii={"caller_number": number, "caller_name": _scalar(call.get("caller_name"), "caller_name") or None},
             raw={"file": path.name, "call": call},
         )
 
-    def _acked(self, quarantined: list[tuple[Path, str]], published: int) -> None:
-        for path, reason in quarantined:
-            self.quarantine.mkdir(exist_ok=True)
-            shutil.move(str(path), self.quarantine / path.name)
-            (self.quarantine / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+    def _dead_file(self, entry: _Entry, quarantined: list[tuple[str, str]], reason: str) -> Out:
+        """The dead letter of a file (it is quarantined once the page is published). Only a
+        regular file's source names it ``quarantine``, the key a re-feed reads back: a link's
+        target is never read, not even then."""
+        quarantined.append((entry.name, reason))
+        st = entry.st
+        digest = hashlib.sha256(entry.data or f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        moved = f"{QUARANTINE}/{entry.name}"
+        source = {"file": entry.name, "quarantine": moved} if entry.regular else \
+            {"file": entry.name, "moved_to": moved, "kind": entry.kind}
+        excerpt = entry.data[:EXCERPT_CHARS].decode("utf-8", "replace")
+        return self.dead(reason, f"file:{entry.name}:{digest}", source, excerpt)
+
+    # --- quarantine (step 4) ---------------------------------------------------------
+
+    def _acked(self, folder: int, quarantined: list[tuple[str, str]], published: int) -> None:
+        """Move the page's unreadable entries to quarantine. A move that fails is logged, not
+        raised: the entry is read, dead-lettered (the journal knows it) and moved at the next scan."""
+        if quarantined:
+            try:
+                target = self._quarantine_folder(folder)
+            except OSError as exc:
+                log.error("no quarantine folder: %s", exc, extra={"connector": self.name})
+                return
+            try:
+                for name, reason in quarantined:
+                    self._quarantine(folder, target, name, reason)
+            finally:
+                os.close(target)
         log.info("hotline files published", extra={"published": published, "quarantined": len(quarantined)})
+
+    def _quarantine_folder(self, folder: int) -> int:
+        """``quarantine/`` opened without following a link: something else planted under its
+        name (a link to another folder) is moved aside and a real folder made."""
+        try:
+            return os.open(QUARANTINE, _DIR, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            aside = f".{QUARANTINE}-not-a-folder-{uuid.uuid4().hex[:8]}"
+            os.replace(QUARANTINE, aside, src_dir_fd=folder, dst_dir_fd=folder)
+            log.warning("%s was not a folder; moved aside as %s", QUARANTINE, aside, extra={"connector": self.name})
+        os.mkdir(QUARANTINE, 0o755, dir_fd=folder)
+        return os.open(QUARANTINE, _DIR, dir_fd=folder)
+
+    def _quarantine(self, folder: int, target: int, name: str, reason: str) -> None:
+        """Move the entry itself (a link is moved, never what it points to) and write why beside it."""
+        try:
+            os.replace(name, name, src_dir_fd=folder, dst_dir_fd=target)
+            tmp = f".{uuid.uuid4().hex}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=target)
+            with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+                f.write(reason + "\n")
+            os.replace(tmp, f"{name}.reason.txt", src_dir_fd=target, dst_dir_fd=target)  # replaces a planted link too
+        except OSError as exc:
+            log.warning("could not quarantine: %s", exc.strerror, extra={"connector": self.name, "file": name})

@@ -39,7 +39,8 @@ published once; later versions are skipped (a local index of published ids,
 cursor moves past them. Clerks see the first version, as for every channel.
 
 **Delivery order** (base.py's, page by page): :meth:`fetch` yields one page of
-envelopes, malformed items as dead letters while the rest flow; the base
+envelopes, malformed items as dead letters while the rest flow (one item, any
+exception: the template's rule); the base
 publishes it (returns once Kafka acknowledged) → the page's ``acked`` records the
 ids as published → only then the cursor moves. A crash in between fetches the page
 again; the journal and the index drop what was already delivered. At most
@@ -53,7 +54,6 @@ the cursor stays where Kafka left it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -62,14 +62,16 @@ import urllib.request
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from wenzheng.core import envelope
+from wenzheng.core.delivery import Out
 from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
 from wenzheng.core.privacy import pseudonym
 from wenzheng.core.storage import LocalDB, shared
 
-from .base import Connector, Page, Pages, State
+from .base import EXCERPT_CHARS, Connector, Envelope, Page, Pages, State, fingerprint, read_json
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +90,31 @@ class WebFormAuthError(WebFormError):
 def parse_time(value) -> datetime:
     """``2026-11-22 09:15:03`` (local, Asia/Shanghai), ``2026/11/22 09:15:03`` or ISO 8601 with offset."""
     if not isinstance(value, str) or not value.strip():
-        raise BadMessage(f"bad time {value!r}")
+        raise BadMessage(f"bad time {str(value)[:40]!r}")
     try:
         dt = datetime.fromisoformat(value.strip().replace("/", "-"))
-    except ValueError:
-        raise BadMessage(f"bad time {value!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=envelope.TZ)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=envelope.TZ)).astimezone(envelope.TZ)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+14:00 is before year 1 in Beijing
+        raise BadMessage(f"bad time {value[:40]!r}") from None
+
+
+def _source_id(item: Any) -> str:
+    """A submission's id: a string or an integer, as the backend keys it ("" if it has none)."""
+    value = item.get("id") if isinstance(item, dict) else None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()
+
+
+def _cursor_key(item: Any) -> tuple[str, str | int] | None:
+    """The item's (updated_at, id) as the backend wrote them, or None if either is unreadable."""
+    if not _source_id(item):
+        return None
+    try:
+        parse_time(item.get("updated_at"))
+    except BadMessage:
+        return None
+    return item["updated_at"], item["id"]
 
 
 def _text(item: dict, field: str) -> str:
@@ -178,45 +199,42 @@ class WebFormConnector(Connector):
         index = _published_for(self.runtime.state_dir)
         for _ in range(self.MAX_PAGES):
             items, has_more = self._fetch(cursor.get("updated_at"), cursor.get("id"))
-            envs, dead, key, skipped = self._read(items, index)
-            if skipped:
-                log.info("edits of published submissions skipped", extra={"connector": self.name, "skipped": skipped})
+            page, key, ids = self._read(items, index)
             if key is not None:
-                cursor = {"updated_at": key[0], "id": key[1]}
-            ids = [(e["source_id"], e["raw"]["updated_at"]) for e in envs]
-            yield Page(envs, dead, state=cursor if key is not None else None, fetched=len(items),
-                       acked=partial(index.add, self.name, ids))
+                cursor = page.state = {"updated_at": key[0], "id": key[1]}
+            page.acked = partial(index.add, self.name, ids)
+            yield page
             if not has_more or not items:
                 break
             if key is None:  # nothing on a full page says where it ends: asking again would loop
                 raise WebFormError("a page without one readable (updated_at, id): the backend breaks the contract")
 
-    def _read(self, items: list, index: _Published) -> tuple[list[dict], list, tuple | None, int]:
-        """Envelopes and dead letters for one page, and the page's last readable cursor key."""
-        envs, dead, cursor, skipped = [], [], None, 0
-        keyed = [i for i in items if isinstance(i, dict) and i.get("id") not in (None, "")]
-        known = index.known(self.name, [str(i["id"]).strip() for i in keyed])
-        seen: set[str] = set()
+    def _read(self, items: list, index: _Published) -> tuple[Page, tuple | None, list[tuple[str, str]]]:
+        """One page's envelopes and dead letters, its last readable cursor key, and the
+        (id, updated_at) of the submissions it publishes."""
+        page, cursor, published = Page(fetched=len(items)), None, []
+        known = index.known(self.name, [sid for sid in map(_source_id, items) if sid])
+        seen = set(known)
         for item in items:
-            try:
-                if not isinstance(item, dict):
-                    raise BadMessage("item is not a JSON object")
-                sid = str(item.get("id") if item.get("id") is not None else "").strip()
-                if not sid:
-                    raise BadMessage("item has no id")
-                parse_time(item.get("updated_at"))
-                cursor = (item["updated_at"], item["id"])  # the backend's order: the last one read is the newest
-                if sid in known or sid in seen:
-                    skipped += 1
-                    continue
-                envs.append(self.to_envelope(item))
-                seen.add(sid)
-            except BadMessage as exc:
-                dead.append(self._dead_item(item, exc.reason))
-        return envs, dead, cursor, skipped
+            if (key := _cursor_key(item)) is not None:
+                cursor = key  # the backend's order: the last one read is the newest
+                if _source_id(item) in seen:
+                    continue  # an edit of a published submission, or a repeat within the page
+            env = self.read_item(page, partial(self.to_envelope, item), partial(self._dead_item, item))
+            if env is not None:
+                seen.add(env["source_id"])
+                published.append((env["source_id"], item["updated_at"]))
+        if skipped := len(items) - len(page.envelopes) - len(page.dead):
+            log.info("edits of published submissions skipped", extra={"connector": self.name, "skipped": skipped})
+        return page, cursor, published
 
-    def to_envelope(self, item: dict) -> dict:
+    def to_envelope(self, item: Any) -> Envelope:
         """An intake envelope from one submission (raises BadMessage)."""
+        if not isinstance(item, dict):
+            raise BadMessage("item is not a JSON object")
+        if not _source_id(item):
+            raise BadMessage("item has no id")
+        parse_time(item.get("updated_at"))
         content = item.get("content")
         if not isinstance(content, str) or not content.strip():
             raise BadMessage("submission has no content")
@@ -224,7 +242,7 @@ class WebFormConnector(Connector):
         address = _text(item, "address")
         raw = {k: v for k, v in item.items() if k not in PII_FIELDS}  # PII lives in ``pii`` only
         return envelope.make(
-            channel="webform", account=self.name, source_id=str(item["id"]).strip(),
+            channel="webform", account=self.name, source_id=_source_id(item),
             title=_text(item, "title"), text=content.strip(),
             posted_at=parse_time(item.get("created_at")),
             author=pseudonym(self.key, "webform", phone or name),
@@ -234,17 +252,14 @@ class WebFormConnector(Connector):
             raw=raw,
         )
 
-    def _dead_item(self, item, reason: str):
-        if isinstance(item, dict) and item.get("id") not in (None, ""):
-            ref = str(item["id"])
-        else:
-            ref = "sha-" + hashlib.sha256(json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
-                                          .encode()).hexdigest()[:16]
-        excerpt = str(item.get("content") or "") if isinstance(item, dict) else json.dumps(item, ensure_ascii=False)
+    def _dead_item(self, item: Any, reason: str) -> Out:
+        ref = _source_id(item) or "sha-" + fingerprint(item)
+        content = item.get("content") if isinstance(item, dict) else None
+        excerpt = content[:EXCERPT_CHARS] if isinstance(content, str) else json.dumps(item, ensure_ascii=False)
         source = {"connector": self.name, "id": ref}
         if isinstance(item, dict) and isinstance(item.get("updated_at"), str):
             source["updated_at"] = item["updated_at"]
-        return self.dead(reason, envelope.message_id("webform", ref), source, excerpt[:300])
+        return self.dead(reason, envelope.message_id("webform", ref), source, excerpt[:EXCERPT_CHARS])
 
     # --- HTTP ------------------------------------------------------------------------
 
@@ -269,9 +284,13 @@ class WebFormConnector(Connector):
             raise WebFormError(f"web form /submissions: HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
             raise TransientError(f"web form /submissions: {getattr(exc, 'reason', exc)}") from None
+        return self.answer(raw)
+
+    def answer(self, raw: bytes) -> tuple[list, bool]:
+        """The items of an answer's body and whether more follow, or TransientError."""
         try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            doc = read_json(raw.decode("utf-8"))
+        except (UnicodeDecodeError, BadMessage):
             raise TransientError("web form /submissions: not JSON (a proxy's error page?)") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
             raise TransientError("web form /submissions: no items list")

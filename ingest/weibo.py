@@ -9,7 +9,9 @@ polled every ``poll_seconds``. Each poll reads these *streams*, newest first:
 - ``comments:<mid>`` ``/comments/hotflow?id=&mid=&max_id=&max_id_type=`` comments on one of
   the account's own posts — the posts on the first page of its timeline
   (weibo-api's ``getIndex?containerid=230413<uid>_-_WEIBO_SECOND_PROFILE_WEIBO``),
-  fetched only when a post's ``comments_count`` moved since its stream last caught up.
+  fetched only when a post's ``comments_count`` moved since its stream last caught up, or
+  when the count is a display form that hides a move (``100万+``, ``1.2万``, ``999+``;
+  :func:`parse_count`): such a post's first page is asked for at every poll.
 
 Answers look like ``{"ok": 1, "data": {"data": [...], "max_id": <next page>, "total_number": n}}``;
 ``max_id`` 0 means no older page. A bare ``{"ok": 1, "data": [...]}`` (as some message
@@ -29,7 +31,9 @@ are read by the run after. Weibo ids (mids, comment ids) grow with time.
 
 **Delivery order** (base.py's, page by page): :meth:`fetch` yields a page (with the
 long text of its long posts, ``/statuses/extend?id=``) as envelopes, dead letters
-for malformed items, the account's own posts and replies skipped; the base
+for malformed items (one item, any exception: the template's rule, so an item no
+code here foresaw is dead-lettered, never the poll failed), the account's own posts
+and replies skipped; the base
 publishes it (returns once Kafka acknowledged), and only then moves the stream's
 cursor and saves the checkpoint.
 A crash in between re-reads the page; the publisher's journal drops the ids it
@@ -53,9 +57,9 @@ comments endpoints, so the requests are made here against the configured
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -64,6 +68,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Generator
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from html.parser import HTMLParser
 from urllib.parse import urlencode
 
@@ -74,7 +79,7 @@ from wenzheng.core.delivery import Out
 from wenzheng.core.errors import BadMessage, TransientError
 from wenzheng.core.privacy import pseudonym
 
-from .base import Connector, Page, Pages, State
+from .base import EXCERPT_CHARS, Connector, Envelope, Page, Pages, State, fingerprint, read_json
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +133,41 @@ def strip_html(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+def _context(item: object, limit: int) -> str:
+    """The plain text of the post a message answers or reposts; nothing if it has none."""
+    text = item.get("text") if isinstance(item, dict) else None
+    return strip_html(text)[:limit] if isinstance(text, str) else ""
+
+
+def _pic_url(pic: object) -> str | None:
+    """A picture's large URL, else its URL: m.weibo.cn's ``{"url", "large": {"url"}}``."""
+    if not isinstance(pic, dict):
+        return None
+    large = pic.get("large")
+    url = (large.get("url") if isinstance(large, dict) else None) or pic.get("url")
+    return url if isinstance(url, str) and url else None
+
+
+_COUNT = re.compile(r"(\d{1,12}(?:\.\d{1,6})?)\s*(千|万|亿|[kKwW])?\s*(\+?)")
+_COUNT_UNIT = {None: 1, "千": 1_000, "k": 1_000, "K": 1_000, "万": 10_000, "w": 10_000, "W": 10_000,
+               "亿": 100_000_000}
+
+
+def parse_count(value: object) -> tuple[int | None, bool]:
+    """A count as m.weibo.cn writes it, and whether it is exact: ``17``, ``"17"`` and
+    ``"1,234"`` are; the display forms ``"999+"``, ``"1千"``, ``"1.2万"``, ``"100万+"`` are
+    rounded (a new comment may not change them). ``(None, False)``: missing or unreadable."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, True
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value), value.is_integer()
+    m = _COUNT.fullmatch(value.strip().replace(",", "")) if isinstance(value, str) else None
+    if m is None:
+        return None, False
+    unit = _COUNT_UNIT[m[2]]
+    return int(float(m[1]) * unit), unit == 1 and not m[3] and "." not in m[1]
+
+
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
 _AGO = re.compile(r"(\d+)\s*(秒|分钟|小时)前")
 _AGO_UNIT = {"秒": 1, "分钟": 60, "小时": 3600}
@@ -150,7 +190,7 @@ def parse_created(value, now: datetime | None = None) -> datetime:
         sign = -1 if off[0] == "-" else 1
         tz = timezone(sign * timedelta(hours=int(off[1:3]), minutes=int(off[3:5])))
         return datetime(int(year), _MONTHS[mon], int(day), hour, minute, second, tzinfo=tz)
-    except (ValueError, KeyError, IndexError):
+    except (ValueError, KeyError, IndexError, OverflowError):
         pass
     now = (now or envelope.now()).astimezone(envelope.TZ).replace(microsecond=0)
     try:
@@ -168,15 +208,15 @@ def parse_created(value, now: datetime | None = None) -> datetime:
             if not m[1] and when > now + timedelta(days=1):  # "12-30" read on 1 January: last year
                 when = when.replace(year=when.year - 1)
             return when
-    except ValueError:
+    except (ValueError, OverflowError):  # 99999999999小时前 is beyond timedelta
         pass
-    raise BadMessage(f"bad created_at {value!r}")
+    raise BadMessage(f"bad created_at {text[:40]!r}")
 
 
 def _item_id(item) -> int | None:
     try:
         return int(item.get("mid") or item["id"]) if isinstance(item, dict) else None
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: an id of Infinity
         return None
 
 
@@ -261,8 +301,8 @@ class WeiboConnector(Connector):
         posts = self._own_posts()
         for post in posts:
             mid = str(post.get("mid") or post.get("id"))
-            count, key = int(post.get("comments_count") or 0), f"comments:{mid}"
-            if count == watched.get(mid, 0) and not streams.get(key, {}).get("resume"):
+            (count, exact), key = parse_count(post.get("comments_count")), f"comments:{mid}"
+            if exact and count == watched.get(mid, 0) and not streams.get(key, {}).get("resume"):
                 continue  # no new comments since its stream last caught up
             if (yield from self._stream(state, key, HOTFLOW, {"id": mid, "mid": mid}, "comment", post)):
                 watched[mid] = count
@@ -304,8 +344,7 @@ class WeiboConnector(Connector):
                 streams[key] = {"since": max(since, int(top or 0))}
             else:
                 streams[key] = {"since": since, "top": top, "resume": nxt, "resume_type": data.get("max_id_type", 0)}
-            envs, dead = self._convert(fresh, kind, post)
-            yield Page(envs, dead, state=state, fetched=len(items))
+            yield self._convert(fresh, kind, post, Page(state=state, fetched=len(items)))
             if "resume" not in streams[key]:
                 return True
             max_id, max_id_type = nxt, streams[key]["resume_type"]
@@ -321,22 +360,23 @@ class WeiboConnector(Connector):
 
     # --- items -----------------------------------------------------------------------------
 
-    def _convert(self, items: list, kind: str, post: dict | None) -> tuple[list[dict], list[Out]]:
-        envs, dead = [], []
+    def _convert(self, items: list, kind: str, post: dict | None, page: Page) -> Page:
+        """``page`` with the envelopes of ``items`` (and of the replies under comments), each
+        unreadable one a dead letter."""
         for item in items:
             todo = [item]
             if kind == "comment" and isinstance(item, dict) and isinstance(item.get("comments"), list):
                 todo += item["comments"]  # replies shown under the comment (楼中楼)
             for one in todo:
-                try:
-                    if not isinstance(one, dict):
-                        raise BadMessage(f"item is not an object: {type(one).__name__}")
-                    if self._own(one):
-                        continue  # the platform's own answer
-                    envs.append(self._status_env(one) if kind == "status" else self._comment_env(one, post))
-                except (BadMessage, KeyError, TypeError, ValueError) as exc:
-                    dead.append(self._dead_item(one, kind, exc))
-        return envs, dead
+                self.read_item(page, partial(self._envelope, one, kind, post), partial(self._dead_item, one, kind))
+        return page
+
+    def _envelope(self, item: object, kind: str, post: dict | None) -> Envelope | None:
+        if not isinstance(item, dict):
+            raise BadMessage(f"item is not an object: {type(item).__name__}")
+        if self._own(item):
+            return None  # the platform's own answer
+        return self._status_env(item) if kind == "status" else self._comment_env(item, post)
 
     def _own(self, item: dict) -> bool:
         user = item.get("user")
@@ -359,16 +399,13 @@ class WeiboConnector(Connector):
         if status.get("isLongText"):
             html = self._long_text(mid, html)
         author, pii = self._author(status)
-        retweeted = status.get("retweeted_status")
-        context = strip_html(retweeted.get("text") or "")[: self.CONTEXT_CHARS] if isinstance(retweeted, dict) else ""
         pics = status.get("pics")
-        pics = pics if isinstance(pics, list) else []
+        urls = [u for u in map(_pic_url, pics if isinstance(pics, list) else []) if u]
         return envelope.make(
             channel="weibo", account=self.account_id, source_id=mid, text=strip_html(html),
-            posted_at=parse_created(status.get("created_at")), author=author, pii=pii, context=context,
-            attachments=[{"kind": "image", "url": (p.get("large") or {}).get("url") or p.get("url")}
-                         for p in pics if isinstance(p, dict) and (p.get("url") or p.get("large"))],
-            raw=status,
+            posted_at=parse_created(status.get("created_at")), author=author, pii=pii,
+            context=_context(status.get("retweeted_status"), self.CONTEXT_CHARS),
+            attachments=[{"kind": "image", "url": u} for u in urls], raw=status,
         )
 
     def _comment_env(self, comment: dict, post: dict | None) -> dict:
@@ -380,24 +417,21 @@ class WeiboConnector(Connector):
             raise BadMessage("comment has no text")
         author, pii = self._author(comment)
         on = post if post is not None else comment.get("status")
-        context = strip_html(on.get("text") or "")[: self.CONTEXT_CHARS] if isinstance(on, dict) else ""
-        pic = comment.get("pic")
-        url = ((pic.get("large") or {}).get("url") or pic.get("url")) if isinstance(pic, dict) else None
+        url = _pic_url(comment.get("pic"))
         text = strip_html(html) or ("[图片]" if url else "")
         return envelope.make(
             channel="weibo", account=self.account_id, source_id=cid, text=text,
-            posted_at=parse_created(comment.get("created_at")), author=author, pii=pii, context=context,
+            posted_at=parse_created(comment.get("created_at")), author=author, pii=pii,
+            context=_context(on, self.CONTEXT_CHARS),
             attachments=[{"kind": "image", "url": url}] if url else [], raw=comment,
         )
 
-    def _dead_item(self, item, kind: str, exc: Exception) -> Out:
-        reason = exc.reason if isinstance(exc, BadMessage) else f"unreadable {kind}: {type(exc).__name__} {exc}"
+    def _dead_item(self, item, kind: str, reason: str) -> Out:
         iid = _item_id(item)
-        dump = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
-        ref = str(iid) if iid is not None else "bad:" + hashlib.sha256(dump.encode()).hexdigest()[:16]
+        ref = str(iid) if iid is not None else "bad:" + fingerprint(item)
         text = item.get("text") if isinstance(item, dict) else None
-        excerpt = strip_html(text) if isinstance(text, str) else dump
-        return self.dead(reason, f"weibo:{ref}", {"account": self.account_id, "kind": kind}, excerpt[:300])
+        excerpt = strip_html(text[:EXCERPT_CHARS]) if isinstance(text, str) else json.dumps(item, ensure_ascii=False)
+        return self.dead(reason, f"weibo:{ref}", {"account": self.account_id, "kind": kind}, excerpt[:EXCERPT_CHARS])
 
     def _long_text(self, mid: str, fallback: str) -> str:
         """The full text of a long post (lists carry its first ~140 characters and 全文)."""
@@ -429,9 +463,13 @@ class WeiboConnector(Connector):
             raise Throttled(f"Weibo {what}: HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
             raise TransientError(f"Weibo {what}: {getattr(exc, 'reason', exc)}") from None
+        return self.answer(ctype, raw, what)
+
+    def answer(self, ctype: str, raw: bytes, what: str) -> dict:
+        """The ``data`` of an answer's body, or TransientError: what :meth:`_get` makes of it."""
         try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            doc = read_json(raw.decode("utf-8"))
+        except (UnicodeDecodeError, BadMessage):
             doc = None
         if not isinstance(doc, dict):
             self.gate.strike()  # an HTML page: the visitor check or a login redirect

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
 
 from wenzheng.core import envelope
-from wenzheng.core.errors import TransientError
+from wenzheng.core.errors import BadMessage, TransientError
 from wenzheng.core.kafka import Topics
-from wenzheng.ingest.base import Connector, Page
+from wenzheng.ingest.base import Connector, Page, spool_for
 
 
 class Recorder:
@@ -33,12 +34,16 @@ def env(i: int) -> dict:
     return envelope.make(channel="webform", account="t", source_id=str(i), text=f"第{i}条", posted_at=envelope.now())
 
 
+def fake_runtime(tmp_path, max_text_chars: int = 256 * 1024):
+    return SimpleNamespace(state_dir=tmp_path, topics=Topics("t."),
+                           settings=SimpleNamespace(channels=SimpleNamespace(max_text_chars=max_text_chars)))
+
+
 class Paged(Connector):
     channel = "webform"
 
     def __init__(self, tmp_path, pages, events):
-        runtime = SimpleNamespace(state_dir=tmp_path, topics=Topics("t."))
-        super().__init__(runtime, Recorder(events), "paged")
+        super().__init__(fake_runtime(tmp_path), Recorder(events), "paged")
         self.pages, self.events, self.cursors = pages, events, []
 
     def fetch(self, cursor):
@@ -89,7 +94,7 @@ def test_back_off_doubles_up_to_fifteen_minutes(tmp_path):
         def fetch(self, cursor):
             raise TransientError("upstream down")
 
-    c = Down(SimpleNamespace(state_dir=tmp_path, topics=Topics("t.")), Recorder([]), "down")
+    c = Down(fake_runtime(tmp_path), Recorder([]), "down")
     waits = []
     for _ in range(12):
         c._resume_at = 0.0
@@ -135,3 +140,86 @@ def test_a_checkpoint_without_a_migration_stops_the_connector(tmp_path, version)
     write_checkpoint(tmp_path, version, {"id": 41})
     with pytest.raises(ValueError, match="checkpoint format"):
         Paged(tmp_path, [], [])
+
+
+# --- one item, any exception: its dead letter (step 2) ---------------------------------
+
+
+def test_any_exception_in_one_item_is_its_dead_letter_and_only_a_transient_one_ends_the_poll(tmp_path):
+    c = Paged(tmp_path, [], [])
+    page = Page()
+
+    def boom(exc):
+        raise exc
+
+    def dead(ref, reason):
+        return c.dead(reason, ref, {"ref": ref})
+
+    for ref, exc in [("a", ValueError("invalid literal for int() with base 10: '13907971234x'")),
+                     ("b", RecursionError("maximum recursion depth exceeded")), ("c", KeyError("text"))]:
+        assert c.read_item(page, partial(boom, exc), partial(dead, ref)) is None
+    assert c.read_item(page, partial(env, 1), partial(dead, "d"))["id"] == "webform:1"
+    assert c.read_item(page, lambda: None, partial(dead, "e")) is None  # skipped: neither
+    assert [e["id"] for e in page.envelopes] == ["webform:1"] and [o.value["id"] for o in page.dead] == ["a", "b", "c"]
+    reasons = [o.value["reason"] for o in page.dead]
+    # where: the innermost frame of wenzheng's own code (here the template's, as the test raised it)
+    assert reasons[0].startswith("unreadable: ValueError at wenzheng.ingest.base:")
+    assert reasons[0].endswith(" (invalid literal for int() with base 10: '…')")  # the input is never quoted
+    assert reasons[2].startswith("unreadable: KeyError at ") and reasons[2].endswith(" ('…')")
+    with pytest.raises(TransientError):
+        c.read_item(page, partial(boom, TransientError("upstream down mid-item")), partial(dead, "f"))
+
+
+def test_an_item_that_defeats_its_own_dead_letter_still_gets_one(tmp_path):
+    c = Paged(tmp_path, [], [])
+    page = Page()
+
+    def describe(reason):
+        raise RecursionError("too deep to hash")
+
+    c.read_item(page, partial(int, "x"), describe)
+    (out,) = page.dead
+    assert out.value["id"].startswith("webform:unreadable:") and "describing it failed too" in out.value["reason"]
+
+
+def test_a_long_text_is_cut_with_a_marker_and_raw_keeps_its_short_fields(tmp_path):
+    c = Paged(tmp_path, [], [])
+    c.max_text_chars = 1000
+    e = envelope.make(channel="webform", account="t", source_id="9", text="长" * 5000, context="问" * 10,
+                      posted_at=envelope.now(), raw={"content": "长" * 5000, "updated_at": "2026-11-22 09:15:03"})
+    out = c.fit(e)
+    assert len(out["text"]) == 1000 and out["text"].endswith("…[截断：原文 5000 字]") and out["context"] == "问" * 10
+    assert out["raw"] == {"updated_at": "2026-11-22 09:15:03", "_omitted": ["content"]}
+    short = envelope.make(channel="webform", account="t", source_id="8", text="短", posted_at=envelope.now(),
+                          raw={"content": "短"})
+    assert c.fit(dict(short)) == short  # nothing to cut: untouched
+
+
+def test_an_envelope_is_cut_to_what_the_producer_sends(tmp_path):
+    c = Paged(tmp_path, [], [])
+    c.publisher.max_value_bytes = 20_000
+    e = envelope.make(channel="webform", account="t", source_id="9", text="长" * 9000, context="问" * 9000,
+                      posted_at=envelope.now())
+    out = c.fit(e)
+    assert len(envelope.encode(out)) <= 20_000 and out["text"].endswith("原文 9000 字]")
+    big_pii = envelope.make(channel="webform", account="t", source_id="7", text="短", posted_at=envelope.now(),
+                            pii={"name": "名" * 20_000})
+    with pytest.raises(BadMessage, match="over the record limit"):
+        c.fit(big_pii)
+    with pytest.raises(BadMessage, match="surrogates not allowed"):
+        c.fit(envelope.make(channel="webform", account="t", source_id="6", text="坏\ud800", posted_at=envelope.now()))
+
+
+def test_a_damaged_spool_row_is_dead_lettered_and_the_drain_goes_on(tmp_path):
+    events: list = []
+    c = Paged(tmp_path, [], events)
+    c._drainer = SimpleNamespace(is_alive=lambda: True)  # no drainer thread: this test drains
+    c.spool([env(1), env(2), envelope.make(channel="webform", account="t", source_id="3", text="坏\ud800",
+                                           posted_at=envelope.now())])
+    spool = spool_for(c.runtime)
+    with spool.db.transaction() as tx:
+        tx.execute("UPDATE spool SET payload=? WHERE msg_id='webform:2'", [b"{not json"])
+    assert c.drain() == 1
+    published = [ids for kind, ids in events if kind == "publish"]
+    assert published == [["webform:1", "ingest.paged:webform:2"], ["ingest.paged:webform:3"]]
+    assert spool.count(c.name) == 0 and spool.count(c.dead_spool) == 0

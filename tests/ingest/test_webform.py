@@ -199,3 +199,32 @@ def test_from_config_makes_the_poller_and_open311_its_connector(tmp_path, bootst
         assert Open311Connector.from_config(runtime, lambda name: None) == []
     finally:
         runtime.journal.close()
+
+
+def test_items_that_used_to_fail_the_poll_are_dead_lettered_or_cut(runtime, bootstrap, fake, conns):
+    """Any exception while reading one submission dead-letters it (it used to fail the poll,
+    and the cursor stood before it for ever); an overlong one is cut, not refused by Kafka."""
+    good = fake.add(2)
+    year_one = fake.add_raw({"content": "电话13907971234", "created_at": "0001-01-01T00:00:00+14:00"})  # was OverflowError
+    deep = fake.add_raw({"content": "附件嵌套太深", "created_at": "2026-11-22 10:00:01", "extra": nested(300)})
+    long = fake.add_raw({"content": "南康区唐江镇幸福路停水。" + "停水" * 1_500_000, "created_at": "2026-11-22 10:00:02"})
+    huge_id = fake.add_raw({"id": 2**70, "content": "编号超出64位", "created_at": "2026-11-22 10:00:03"})
+    more = fake.add(2)
+    configure(runtime, base_url=fake.url, token=TOKEN, page_size=100)
+    conns.append(c := connector(runtime))
+    assert c.run_once() == 6 and c._backoff == 0.0
+    got = {v["id"]: v for v in read_values(bootstrap, runtime.topics.intake)}
+    assert set(got) == {f"webform:{i}" for i in [*good, *more, long, huge_id]}
+    assert got[f"webform:{long}"]["text"].endswith("…[截断：原文 3000012 字]")
+    dead = {d["id"]: d["reason"] for d in read_values(bootstrap, runtime.topics.deadletter)}
+    assert set(dead) == {f"webform:{year_one}", f"webform:{deep}"}
+    assert dead[f"webform:{year_one}"] == "bad time '0001-01-01T00:00:00+14:00'"
+    assert "Recursion limit" in dead[f"webform:{deep}"]
+    assert c.checkpoint.state["id"] == more[-1]
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value

@@ -278,3 +278,33 @@ def test_a_bare_list_answer_is_one_page_and_nothing_doubles(env):
         assert c.poll() == 1 and c.poll() == 0
         got = env.intake(c.account_id)
         assert f"weibo:{fresh['mid']}" in got and all(len(v) == 1 for v in got.values())
+
+
+def test_display_counts_are_read_and_every_later_posts_comments_published(env):
+    """m.weibo.cn shows big counts rounded ("100万+", "1.2万"): reading one used to fail the
+    whole poll, so the comments of every later post were never read."""
+    with FakeWeibo(mentions=0, mention_comments=0, posts=4, comments_per_post=3, lifetime=60) as fake:
+        c = env.connector(fake)
+        posts = fake.posts_of(c.uid)
+        for post, shown in zip(posts, ["100万+", "1.2万", "garbage", 3], strict=True):
+            post["comments_count"] = shown
+        assert c.poll() == len(citizens(fake, c.uid)) and c._backoff == 0.0
+        assert set(env.intake(c.account_id)) == citizens(fake, c.uid)
+
+        # A rounded count hides a new comment: such a post's first page is read at every poll.
+        posts[0]["comments_count"] = 0
+        late = fake.add_comment(c.uid, posts[0]["mid"], "什么时候修？")
+        posts[0]["comments_count"] = "100万+"
+        assert c.poll() == 1 and f"weibo:{late['id']}" in env.intake(c.account_id)
+        assert c.poll() == 0
+
+
+@pytest.mark.parametrize("shown, count, exact", [
+    (17, 17, True), ("17", 17, True), ("1,234", 1234, True), (3.0, 3, True),
+    ("999+", 999, False), ("1千", 1000, False), ("1.2万", 12000, False), ("10万+", 100000, False),
+    ("100万+", 1000000, False), ("2亿", 200000000, False), ("3w", 30000, False),
+    (None, None, False), ("", None, False), ("万", None, False), ("1.2.3万", None, False), ([], None, False),
+    ("9" * 5000, None, False), (float("inf"), None, False), (True, None, False),
+])
+def test_counts_as_m_weibo_cn_shows_them(shown, count, exact):
+    assert weibo.parse_count(shown) == (count, exact)
