@@ -56,7 +56,7 @@ class Console:
     def _env(self) -> jinja2.Environment:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  trim_blocks=True, lstrip_blocks=True)
-        env.filters.update(when=labels.when, percent=labels.percent, status=lambda s: labels.STATUS.get(s, s),
+        env.filters.update(when=labels.when, percent=labels.percent, merged=labels.merged, status=lambda s: labels.STATUS.get(s, s),
                            event=lambda s: labels.EVENT.get(s, s), mtype=lambda s: labels.TYPE.get(s, s or "—"),
                            channel=lambda s: labels.CHANNEL.get(s, s or "—"), office=self.office_name,
                            category=lambda c: self.categories.get(c, c or "未分类"),

@@ -3,6 +3,7 @@ the filters the templates format times, deadlines and 督办 colours with."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 STATUS = {"received": "已受理", "routed": "待签收", "claimed": "办理中", "replied": "已答复", "closed": "已办结",
@@ -37,6 +38,19 @@ def left(due: datetime | None, now: datetime) -> str:
     if days:
         return f"{word} {days}天{hours}小时"
     return f"{word} {hours}小时{minutes:02d}分" if hours else f"{word} {minutes}分钟"
+
+
+def merged(note: str | None) -> str:
+    """What a ``merged`` event joined: the dispatcher's repeat (another case) or the matcher's (a message)."""
+    try:
+        what = json.loads(note or "{}")
+    except ValueError:
+        return ""
+    if not isinstance(what, dict):
+        return ""
+    if what.get("case"):
+        return f"并入 {what['case']}"
+    return f"{CHANNEL.get(str(what.get('channel')), '来件')}，相似度 {what.get('score', 0):.0%}" if what.get("message_id") else ""
 
 
 def percent(v: float | None) -> str:

@@ -3,6 +3,8 @@ on-time rate and the month's charts (the period report's, with names in Chinese)
 
 from __future__ import annotations
 
+import threading
+
 from starlette.responses import Response
 
 from wenzheng.core.command import UsageError
@@ -12,6 +14,10 @@ from ..period_report import build, category_names, period
 from . import labels
 from .views import colour
 from .web import error, page, render
+
+_DRAWING = threading.Lock()
+"""matplotlib's pyplot and rc settings are global: two charts drawn at once on two handler threads
+undo each other's CJK font setting, and one of them comes out in boxes (the page loads both at once)."""
 
 
 def _report(console, request):
@@ -38,7 +44,14 @@ def dashboard(console, request, account, form) -> Response:
                             "missed": [labels.MILESTONE[g["milestone"]] for g in grades if g["grade"] == "red"]})
     offices = sorted(rep.offices.values(), key=lambda r: (-r.received, r.key))
     return render(request, "supervisor.html", month=month, report=rep, offices=offices, flagged=flagged,
-                  counts=console.ledger.status_counts(), statuses=labels.STATUS)
+                  counts=console.ledger.status_counts(), statuses=labels.STATUS, months=_months(now, month))
+
+
+def _months(now, shown: str) -> list[str]:
+    """The month picker's choices: this month and the eleven before it (and the one shown, if older).
+    A list, not ``<input type=month>``, whose text follows the browser's language, not the page's."""
+    months = [f"{now.year - (now.month - i <= 0):04d}-{(now.month - i - 1) % 12 + 1:02d}" for i in range(12)]
+    return months if shown in months else [*months, shown]
 
 
 @page("supervisor")
@@ -50,4 +63,6 @@ def chart(console, request, account, form) -> Response:
         _, rep = _report(console, request)
     except UsageError:
         return error(request, 400, "月份格式应为 YYYY-MM。")
-    return Response(rep.chart_png(group), media_type="image/png", headers={"Cache-Control": "no-store"})
+    with _DRAWING:
+        png = rep.chart_png(group)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})

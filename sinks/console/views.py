@@ -47,12 +47,18 @@ def office(console, request, account, form) -> Response:
     now = console.now()
     cases = []
     for c in console.ledger.open_cases(office_id=office_id):
-        worst, _ = colour(console, c, now)
+        worst, grades = colour(console, c, now)
         cases.append({**c, "colour": worst, "left": labels.left(c["answer_due"], now),
-                      "lead": c["office_id"] == office_id})
+                      "lead": c["office_id"] == office_id, "why": _why(worst, grades)})
     far = datetime.max.replace(tzinfo=now.tzinfo)
     cases.sort(key=lambda c: (c["answer_due"] or far, c["received_at"]))
-    return render(request, "office.html", cases=cases, office_id=office_id, now=now)
+    return render(request, "office.html", cases=cases, office_id=office_id, now=now,
+                  sv=console.settings.supervision)
+
+
+def _why(worst: str | None, grades: list[dict]) -> str:
+    """The milestones a case's colour is for (签收、答复): a red case may still be within its answer deadline."""
+    return "、".join(labels.MILESTONE[g["milestone"]] for g in grades if g["grade"] == worst)
 
 
 @page("dispatcher", "clerk", "supervisor")
@@ -65,17 +71,31 @@ def case(console, request, account, form) -> Response:
     if account.role == "clerk" and account.office_id not in {c["office_id"], *c["co_offices"]}:
         raise NotYours(no)
     now = console.now()
-    worst, grades = colour(console, c, now) if c["status"] not in DONE else (None, [])
+    done = c["status"] in DONE
+    worst, grades = colour(console, c, now) if not done else (None, [])
+    returned = [e["note"] for e in c["events"] if e["event"] == "returned"]
     return render(request, "case.html", case=c, colour=worst, grades=grades, now=now,
-                  place=_place(c["classification"]), left=labels.left(c["first_response_due"], now),
-                  answer_left=labels.left(c["answer_due"], now), options=_options(console),
-                  invalid_reasons=labels.INVALID_REASONS)
+                  place=_place(c["classification"]),
+                  left=_met(c["claimed_at"], "已签收", done) or labels.left(c["first_response_due"], now),
+                  answer_left=_met(c["replied_at"], "已答复", done) or labels.left(c["answer_due"], now),
+                  options=_options(console, c["jurisdiction"]), invalid_reasons=labels.INVALID_REASONS,
+                  returned=returned[-1] if returned and c["triage"] else None)
 
 
-def _options(console) -> dict:
-    """The dispatcher's choices: categories, types, places and offices by place."""
+def _met(at: datetime | None, word: str, done: bool) -> str | None:
+    """A deadline already met (or no longer running) says so instead of counting down to it."""
+    if at is not None:
+        return f"{word} {labels.when(at)}"
+    return "不再计时" if done else None
+
+
+def _options(console, jurisdiction: str | None = None) -> dict:
+    """The dispatcher's choices: categories, types, places and offices by place — the case's own
+    county first, then the city's departments, so the likely offices are at the top of the lists."""
     by_place: dict[str, list] = {}
-    for o in console.offices.offices.values():
+    first = [jurisdiction, console.settings.city.code]
+    for o in sorted(console.offices.offices.values(),
+                    key=lambda o: first.index(o.jurisdiction) if o.jurisdiction in first else len(first)):
         if o.kind != "triage":
             by_place.setdefault(console.places.get(o.jurisdiction, o.jurisdiction), []).append(o)
     return {"categories": console.categories, "types": labels.TYPE, "places": console.places,
@@ -98,8 +118,15 @@ def act(console, request, account, form) -> Response:
         if isinstance(exc, NotYours):
             raise
         return back(request, url, refusal(exc))
-    return back(request, "/console/triage" if role == "dispatcher" and action not in ("approve", "refuse") else url,
-                message if isinstance(message, str) else done)
+    return back(request, _after(role, action, url), message if isinstance(message, str) else done)
+
+
+def _after(role: str, action: str, url: str) -> str:
+    """Where a form leads: the dispatcher back to the queue it works through; a clerk who gave a
+    case back to its queue (the case is no longer the office's: its page would be a 403); else the case."""
+    if role == "dispatcher":
+        return "/console/triage"
+    return "/console/office" if action == "return" else url
 
 
 def _text(form, name: str, what: str) -> str:
