@@ -20,6 +20,7 @@ class ClassifyStage(Stage):
 
     def __init__(self, runtime, model: Classifier | ModelFollower):
         super().__init__(runtime)
+        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
         self.follower = model if isinstance(model, ModelFollower) else None
         self.model = model.model if isinstance(model, ModelFollower) else model
         if self.model.places is not None:
@@ -41,7 +42,7 @@ class ClassifyStage(Stage):
         for value, record in items:
             env = envelope.validate(value)
             raw_ref = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-            masked.append(envelope.masked(env, raw_ref))
+            masked.append(envelope.masked(env, raw_ref, self.key))
         preds = self.model.predict(masked) if masked else []
         return [self._classified(out, p) for out, p in zip(masked, preds, strict=True)]
 

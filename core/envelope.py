@@ -3,7 +3,7 @@
 One citizen message, whatever channel it came through::
 
     {
-      "schema": "wenzheng.core.envelope/1",
+      "schema": "wenzheng.envelope/1",
       "id": "hotline:GZ12345-20261122-000123",   # channel + the source's own id;
                                                  # the Kafka key and the idempotency key
       "channel": "hotline",                      # a channel of the registry: hotline | wechat | weibo | webform | open311 | …
@@ -34,10 +34,10 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from .errors import BadMessage
-from .privacy import mask_text
+from .privacy import address_keys, mask_text
 from .registry import REGISTRY
 
-SCHEMA = "wenzheng.core.envelope/1"
+SCHEMA = "wenzheng.envelope/1"
 TZ = ZoneInfo("Asia/Shanghai")
 REQUIRED = ("id", "channel", "source_id", "posted_at", "received_at", "text")
 
@@ -100,10 +100,14 @@ def make(
     return env
 
 
-def masked(env: dict[str, Any], raw_ref: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The envelope as it may travel past the intake topic."""
+def masked(env: dict[str, Any], raw_ref: dict[str, Any] | None = None, key: bytes | None = None) -> dict[str, Any]:
+    """The envelope as it may travel past the intake topic. With the pseudonym ``key`` it
+    carries ``address_keys``: keyed fingerprints of the home addresses masking hid, so the
+    ledger can still tell two households' reports apart (privacy.address_keys)."""
     names = [v for k, v in (env.get("pii") or {}).items() if k.endswith("name") and isinstance(v, str)]
     out = {k: v for k, v in env.items() if k not in ("pii", "raw")}
+    if key is not None:
+        out["address_keys"] = address_keys(f"{env.get('title') or ''} {env.get('text') or ''}", key)
     for field in ("title", "text", "context"):
         out[field] = mask_text(out.get(field) or "", names)
     if out.get("location") and out["location"].get("text"):

@@ -50,7 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -63,7 +63,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from wenzheng.core import storage
 from wenzheng.core.errors import BadMessage, TransientError, WenzhengError
 
-from .repeats import Deduper, normalise
+from .repeats import ADDRESS_KEY, Deduper, normalise
 
 log = logging.getLogger(__name__)
 UTC = ZoneInfo("UTC")
@@ -157,10 +157,13 @@ seq_t = sa.Table(
 )
 
 
-def _case_norm(title: str | None, text: str | None) -> str:
+def _case_norm(title: str | None, text: str | None, address_keys: Iterable[str] = ()) -> str:
     """What a case is matched on for repeats: one helper, so renormalising stored cases
-    gives exactly what recording them did."""
-    return normalise(f"{title or ''} {text or ''}".strip())
+    gives exactly what recording them did. The fingerprints of the addresses masking hid
+    (envelope.masked) follow the text as ``§key`` tokens (sinks.repeats.Parsed)."""
+    norm = normalise(f"{title or ''} {text or ''}".strip())
+    keys = " ".join(f"§{k}" for k in sorted(set(address_keys)))
+    return f"{norm} {keys}" if keys else norm
 
 
 def new_check_code() -> str:
@@ -250,7 +253,8 @@ class Ledger:
         with self.engine.begin() as db:
             rows = db.execute(sa.select(cases_t.c.id, cases_t.c.title, cases_t.c.text, cases_t.c.norm)
                               .where(cases_t.c.closed_at.is_(None))).all()
-            changed = [(r.id, n) for r in rows if (n := _case_norm(r.title, r.text)) != r.norm]
+            changed = [(r.id, n) for r in rows
+                       if (n := _case_norm(r.title, r.text, ADDRESS_KEY.findall(r.norm or ""))) != r.norm]
             for case_id, norm in changed:
                 db.execute(cases_t.update().where(cases_t.c.id == case_id).values(norm=norm))
         return len(changed)
@@ -295,12 +299,29 @@ class Ledger:
                 raise TransientError(f"case ledger: {str(exc.orig).strip().splitlines()[0]}") from None
         raise AssertionError("unreachable")
 
+    def record_many(self, batch: list[dict]) -> list[dict]:
+        """``record`` for a batch in one transaction: one commit (one fsync) per batch, not per
+        message, is what lets the ledger keep up with the classify stage. If another worker
+        recorded one of the ids meanwhile, the batch goes again one message at a time."""
+        try:
+            parsed = [(m["id"], m, m["routing"], m["classification"], datetime.fromisoformat(m["received_at"]),
+                       datetime.fromisoformat(m["routing"].get("routed_at") or m["received_at"])) for m in batch]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadMessage(f"not a routed message: {exc!r}") from None
+        try:
+            with self.engine.begin() as db:
+                return [self._record(db, *p) for p in parsed]
+        except IntegrityError:
+            return [self.record(m) for m in batch]
+        except OperationalError as exc:
+            raise TransientError(f"case ledger: {str(exc.orig).strip().splitlines()[0]}") from None
+
     def _record(self, db, msg_id, routed, r, c, received, routed_at) -> dict:
         row = db.execute(sa.select(cases_t.c.tracking_no).join(messages_t, messages_t.c.case_id == cases_t.c.id)
                          .where(messages_t.c.message_id == msg_id)).first()
         if row:
             return {"tracking_no": row.tracking_no, "created": False, "merged": False, "duplicate": True}
-        norm = _case_norm(routed.get("title"), routed.get("text"))
+        norm = _case_norm(routed.get("title"), routed.get("text"), routed.get("address_keys") or ())
         jurisdiction = c.get("jurisdiction")
         if jurisdiction and jurisdiction != "unknown" and norm:
             since = self._db(received - self.window)

@@ -66,6 +66,16 @@ class LedgerStage(Stage):
         self.merged += result["merged"]
         return []
 
+    def process_many(self, items: list[tuple[dict, object]]) -> list[Out]:
+        """The whole batch in one ledger transaction; a bad record makes the worker go one by one."""
+        envs = [envelope.validate(value) for value, _ in items]
+        if any(not isinstance(e.get("routing"), dict) or not isinstance(e.get("classification"), dict) for e in envs):
+            raise BadMessage("routed message without routing or classification")
+        for result in self.ledger.record_many(envs):
+            self.created += result["created"]
+            self.merged += result["merged"]
+        return []
+
     def between_batches(self) -> None:
         if time.monotonic() < self._next_run:
             return

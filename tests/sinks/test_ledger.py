@@ -23,7 +23,7 @@ SH = ZoneInfo("Asia/Shanghai")
 
 def routed(msg_id: str, text: str, *, at="2026-11-23T09:00:00+08:00", jurisdiction="360703", office="360703-cgj",
            co=(), category="urban_management", mtype="complaint", channel="wechat", answer_due="2026-11-30T17:30:00+08:00"):
-    return {"schema": "wenzheng.core.envelope/1", "id": msg_id, "channel": channel, "account": "gz",
+    return {"schema": "wenzheng.envelope/1", "id": msg_id, "channel": channel, "account": "gz",
             "posted_at": at, "received_at": at, "author": "a1", "title": "", "text": text,
             "attachments": [], "location": None, "raw_ref": None,
             "classification": {"category": category, "category_confidence": 0.9, "type": mtype,

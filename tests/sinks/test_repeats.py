@@ -56,3 +56,20 @@ def test_match_picks_the_best_candidate_over_the_threshold():
     key, score = d.match("你好，我反映一下唐江镇幸福路那边路灯坏了，晚上很黑", cands)
     assert key == "B" and score >= d.threshold
     assert d.match("章贡区某小学食堂饭菜变质", cands) is None
+
+
+def test_masked_neighbours_stay_two_cases_by_their_address_fingerprints():
+    from wenzheng.core.privacy import address_keys, mask_text
+    from wenzheng.sinks.cases import _case_norm
+    from wenzheng.sinks.repeats import Deduper
+
+    a, b = "章贡区幸福路12号家里停水两天了", "章贡区幸福路14号家里停水两天了"
+    assert mask_text(a) == mask_text(b)  # masking alone can no longer tell the households apart
+
+    def norm(text: str) -> str:
+        return _case_norm("", mask_text(text), address_keys(text, b"k"))
+
+    dedupe = Deduper()
+    assert dedupe.match(norm(a), [("neighbour", norm(b))], normalised=True) is None
+    assert dedupe.match(norm(a), [("same", norm("幸福路12号停水两天了，还没来水"))], normalised=True)[0] == "same"
+    assert "12" not in norm(a) and "§" in norm(a)  # a fingerprint, not the number
