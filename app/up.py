@@ -248,7 +248,7 @@ class Up:
             threading.Thread(target=feeder.run, args=(self.stop, self.rate), daemon=True, name="demo-feed").start()
 
     def _loop(self, summary: Summary | None) -> None:
-        last_print, shown = 0.0, {}
+        last_print, shown = 0.0, dict[str, str]()
         tty = sys.stdout.isatty()
         while not self.stop.is_set():
             if self.duration and time.time() - self.started > self.duration:

@@ -37,7 +37,7 @@ from .kafka import producer as make_producer
 from .metrics import DEADLETTERED, DUPLICATES, ERRORS, LAG, MESSAGES_IN, MESSAGES_OUT
 from .privacy import mask_reason, mask_text
 from .runtime import Runtime
-from .service import Route
+from .service import Mounted, Route
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,8 +87,9 @@ class Stage(ABC):
     def between_batches(self) -> None:  # noqa: B027 — optional hook
         """Called after each committed batch (and when idle): e.g. switch to a promoted model."""
 
-    def routes(self) -> list[Route]:
-        """HTTP routes (wenzheng.core.service.Route) to serve beside /healthz and /metrics."""
+    def routes(self) -> list[Route | Mounted]:
+        """HTTP routes (wenzheng.core.service.Route), or a whole app (Mounted), to serve beside
+        /healthz and /metrics."""
         return []
 
 
@@ -128,7 +129,7 @@ class StageWorker:
         return {"ok": ok, **({} if ok else {"reason": self.problem}), "processed": self.processed,
                 "last_batch_at": self.last_batch_at, **self.stage.health()}
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[Route | Mounted]:
         return self.stage.routes()
 
     def stop(self) -> None:

@@ -245,7 +245,7 @@ class HotlineConnector(Connector):
               records: dict[str, dict[str, Any]]) -> tuple[Page, list[tuple[str, str]]]:
         """One page of files, and the names to quarantine (with why) once it is published;
         ``records`` gains the files published."""
-        page, quarantined = Page(fetched=len(entries)), []
+        page, quarantined = Page(fetched=len(entries)), list[tuple[str, str]]()
         for entry in entries:
             env = self.read_item(page, partial(self._convert, folder, entry),
                                  partial(self._dead_file, entry, quarantined))

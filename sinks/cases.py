@@ -386,10 +386,9 @@ class Ledger:
                     envelope=json.dumps(routed, ensure_ascii=False))
 
     def _next_seq(self, db, day: str) -> int:
-        if self.sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert: Any = sqlite.insert if self.sqlite else postgresql.insert
         stmt = insert(seq_t).values(day=day, last=1)
         stmt = stmt.on_conflict_do_update(index_elements=[seq_t.c.day], set_={"last": seq_t.c.last + 1})
         return db.execute(stmt.returning(seq_t.c.last)).scalar_one()

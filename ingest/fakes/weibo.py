@@ -45,6 +45,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from html import escape
 from http.server import BaseHTTPRequestHandler
@@ -312,7 +313,7 @@ class FakeWeibo(LocalServer):
 
     # --- the API ------------------------------------------------------------------------
 
-    def _page(self, entries: list[tuple[int, object]], max_id: int) -> dict:
+    def _page(self, entries: Sequence[tuple[int, object]], max_id: int) -> dict:
         ordered = sorted(entries, key=lambda e: -e[0])
         if max_id:
             ordered = [e for e in ordered if e[0] < max_id]
@@ -358,14 +359,14 @@ class FakeWeibo(LocalServer):
             if not (cid.startswith("230413") and cid.endswith("_-_WEIBO_SECOND_PROFILE_WEIBO")):
                 return 200, {"ok": 0, "msg": "这里还没有内容"}
             acct = self.account(cid[6: -len("_-_WEIBO_SECOND_PROFILE_WEIBO")])
-            page = max(1, int(q.get("page") or 1))
+            page_no = max(1, int(q.get("page") or 1))
             ordered = [p for _, p in sorted(acct.posts, key=lambda e: -e[0])]
-            chunk = ordered[(page - 1) * 10: page * 10]
+            chunk = ordered[(page_no - 1) * 10: page_no * 10]
             cards = [{"card_type": 9, "itemid": f"{cid}_-_{p['mid']}", "scheme": f"https://m.weibo.cn/status/{p['bid']}",
                       "mblog": p} for p in chunk]
             return 200, {"ok": 1, "data": {"cardlistInfo": {"containerid": cid, "v_p": 42, "show_style": 1,
                                                             "total": len(ordered),
-                                                            "page": page + 1 if len(ordered) > page * 10 else None},
+                                                            "page": page_no + 1 if len(ordered) > page_no * 10 else None},
                                            "cards": cards, "scheme": ""}}
         return 404, HTML_PAGE
 
