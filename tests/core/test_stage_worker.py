@@ -8,7 +8,7 @@ import urllib.request
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.conftest import free_port
+from tests.conftest import free_port, make_envelope
 from tests.kafka_util import read_values
 from wenzheng.classify.model import Classifier
 from wenzheng.classify.stage import ClassifyStage
@@ -17,7 +17,7 @@ from wenzheng.core.stage import StageWorker
 
 
 def good(i: int) -> bytes:
-    env = envelope.make(channel="hotline", account="12345", source_id=f"s{i}", text="南康区唐江镇的路灯坏了，我叫王小明，电话13907971234",
+    env = make_envelope(channel="hotline", account="12345", source_id=f"s{i}", text="南康区唐江镇的路灯坏了，我叫王小明，电话13907971234",
                         posted_at=envelope.now(), pii={"caller_name": "王小明", "caller_number": "13907971234"})
     return envelope.encode(env)
 
@@ -52,7 +52,7 @@ def test_bad_records_go_to_dead_letters_and_the_rest_flow(runtime, bootstrap, ti
     assert set(dead) == {1, 2, 3}
     assert "not UTF-8" in dead[1] and "unsupported envelope schema" in dead[2] and "not JSON" in dead[3]
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{t.prefix}classify")
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=runtime.group("classify", t.intake))
     assert c.committed(TopicPartition(t.intake, 0)) == len(batch)
     c.close()
 
