@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -48,3 +49,21 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class FaultQueue:
+    """Faults that the next requests answer with, in order (each fake says which it knows).
+    The fake sets ``_faults`` (a deque) and ``_lock``."""
+
+    _faults: deque[int | str]
+    _lock: threading.Lock | threading.RLock
+
+    @property
+    def faults_pending(self) -> int:
+        """Faults queued by :meth:`fail` that no request has met yet."""
+        with self._lock:
+            return len(self._faults)
+
+    def fail(self, *faults: int | str) -> None:
+        with self._lock:
+            self._faults.extend(faults)

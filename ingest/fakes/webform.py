@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import LocalServer
+from . import FaultQueue, LocalServer
 
 FMT = "%Y-%m-%d %H:%M:%S"
 
@@ -66,7 +66,9 @@ def _id_card(rng: random.Random) -> str:
     return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
 
 
-class FakeWebForm(LocalServer):
+class FakeWebForm(FaultQueue, LocalServer):
+    """Faults (:meth:`fail`): an HTTP status (401, 429, 500…) or "slow:<seconds>"."""
+
     name = "fake-webform"
 
     def __init__(self, token: str = "webform-test-token", *, seed: int = 7, lifetime: float = 120.0,
@@ -133,17 +135,6 @@ class FakeWebForm(LocalServer):
             self.items[key] = item
             self.clock += timedelta(seconds=1)
             return item["id"]
-
-    @property
-    def faults_pending(self) -> int:
-        """Faults queued by :meth:`fail` that no request has met yet."""
-        with self._lock:
-            return len(self._faults)
-
-    def fail(self, *faults: int | str) -> None:
-        """The next requests answer these: an HTTP status (401, 429, 500…) or "slow:<seconds>"."""
-        with self._lock:
-            self._faults.extend(faults)
 
     def count(self, status: int | None = None) -> int:
         with self._lock:

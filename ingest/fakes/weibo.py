@@ -51,7 +51,7 @@ from html import escape
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import LocalServer
+from . import FaultQueue, LocalServer
 
 CST = timezone(timedelta(hours=8))
 EPOCH = datetime(2026, 11, 20, 8, 0, 0, tzinfo=CST)
@@ -105,7 +105,9 @@ class _Account:
         self.grown_at = time.monotonic()
 
 
-class FakeWeibo(LocalServer):
+class FakeWeibo(FaultQueue, LocalServer):
+    """Faults (:meth:`fail`): 403, 418 (HTTP), "ok0", "login", "html", "slow:<s>"."""
+
     name = "fake-weibo"
 
     def __init__(self, *, mentions: int = 12, mention_comments: int = 3, posts: int = 3,
@@ -162,17 +164,6 @@ class FakeWeibo(LocalServer):
                 getattr(acct, where).append(entry)
             else:
                 acct.comments[where].append(entry)
-
-    @property
-    def faults_pending(self) -> int:
-        """Faults queued by :meth:`fail` that no request has met yet."""
-        with self._lock:
-            return len(self._faults)
-
-    def fail(self, *faults: int | str) -> None:
-        """The next requests answer these: 403, 418 (HTTP), "ok0", "login", "html", "slow:<s>"."""
-        with self._lock:
-            self._faults.extend(faults)
 
     def block(self, fault: int | str) -> None:
         """Every request answers ``fault`` until :meth:`unblock` (anti-crawling that lasts)."""
