@@ -4,12 +4,14 @@ Each parser is a row of :data:`TARGETS` — a name, a hypothesis strategy of wha
 may send (plausible fields mixed with arbitrary JSON, display forms, lone surrogates,
 integers of 5,000 digits, nesting 100,000 deep, raw bytes), and a function that feeds one
 case through the connector's own path (a file in the drop folder read by ``fetch``; an
-HTTP answer's body read by ``answer`` and ``fetch``) and says what became of it. What every
+HTTP answer's body read by ``answer`` and ``fetch``; a signed WeChat push or an Open311
+post through the push channel's HTTP handler) and says what became of it. What every
 function holds the connector to: each item becomes an envelope or a dead letter, both
 writable as a Kafka record (UTF-8 JSON under the producer's limit); an answer that is not
 even a list of items may be an upstream error (:class:`TransientError`, the web form's
-broken-contract error), which backs off the poll; anything else that escapes is a bug,
-counted here as *uncaught*.
+broken-contract error), which backs off the poll; a push is answered 2xx or 4xx (a 4xx
+counts as an upstream error: the client is told), never 5xx; anything else that escapes
+is a bug, counted here as *uncaught*.
 
     .venv/bin/python -m benchmarks fuzz                  # 10,000 cases per parser
     .venv/bin/python -m benchmarks fuzz --fuzz-cases 500
@@ -31,24 +33,31 @@ import shutil
 import tempfile
 import time
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from wechatpy.crypto import WeChatCrypto
 
 from wenzheng.config import DEFAULT_DIR, load
-from wenzheng.config.schema import WeiboAccount, WeiboChannel
+from wenzheng.config.schema import WeChatAccount, WeiboAccount, WeiboChannel
 from wenzheng.core import envelope
 from wenzheng.core.errors import TransientError
 from wenzheng.core.runtime import Runtime
+from wenzheng.core.service import Request
 from wenzheng.ingest.base import MAX_VALUE_BYTES, Page
+from wenzheng.ingest.fakes.wechat import text_xml
 from wenzheng.ingest.hotline import HotlineConnector
+from wenzheng.ingest.open311 import Open311Connector
 from wenzheng.ingest.webform import WebFormConnector, WebFormError
+from wenzheng.ingest.wechat import WeChatConnector, sign
 from wenzheng.ingest.weibo import WeiboConnector
 
 # --- JSON as text, so it can hold what Python's json would not write -------------------
@@ -171,6 +180,80 @@ _SUBMISSION = obj({"id": field(10234, "10234", "", 2**70, True, 1.5), "content":
 WEBFORM = st.one_of(*[obj({"items": array(_SUBMISSION, max_size=6)}, has_more=field(False, True)).map(str.encode)] * 6,
                     DEEP.map(str.encode), st.binary(max_size=500))
 
+# --- WeChat: one pushed XML document, signed (and in safe mode encrypted) as WeChat does -----
+
+_TAGS = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "Content", "MsgId", "PicUrl", "MediaId", "Format",
+         "Recognition", "Location_X", "Location_Y", "Scale", "Label", "Title", "Description", "Url", "Event",
+         "EventKey", "Encrypt", "a")
+_KINDS = ("text", "image", "voice", "video", "shortvideo", "location", "link", "event", "TEXT", "", "file")
+_XML_ODD = ("13907971234", "9" * 5000, "-1", "1e999", "nan", "inf", "1763774103", " ", "]]>", "<", "&amp;", "&#0;",
+            "&a;", "\ud800", "oDF3iY9ffA-hqb2vVvbr7qxf6A0Q")
+_XML_VALUE = st.sampled_from(_KINDS + _XML_ODD + TEXTS) | st.text(max_size=30)
+
+
+def _element(tag: str, value: str, form: str) -> str:
+    safe = value.replace("&", "&amp;").replace("<", "&lt;")
+    return {"escaped": f"<{tag}>{safe}</{tag}>", "cdata": f"<{tag}><![CDATA[{value}]]></{tag}>",
+            "raw": f"<{tag}>{value}</{tag}>", "nested": f"<{tag}><{tag}>{safe}</{tag}></{tag}>",
+            "empty": f"<{tag}/>"}[form]
+
+
+_ELEMENT = st.builds(_element, st.sampled_from(_TAGS), _XML_VALUE,
+                     st.sampled_from(["escaped", "escaped", "cdata", "cdata", "raw", "nested", "empty"]))
+_PROLOGUES = ("", "", '<?xml version="1.0" encoding="UTF-8"?>', '<?xml version="1.0" encoding="gbk"?>',
+              '<?xml version="1.0" encoding="nope"?>', "<!DOCTYPE xml>", '<!DOCTYPE xml [<!ENTITY a "13907971234">]>',
+              '<!DOCTYPE xml SYSTEM "file:///etc/passwd">')
+
+
+def _document(parts: tuple[str, str, list[str], str, str]) -> bytes:
+    prologue, root, elements, tail, encoding = parts
+    text = f"{prologue}<{root}>{''.join(elements)}</{root}>{tail}"
+    return text.encode(encoding, "surrogatepass" if encoding.startswith("utf") else "replace")
+
+
+def _push(parts: tuple[int, str, str, list[str]]) -> bytes:
+    """A real push with its type, its text and some elements changed: deep enough to reach the envelope."""
+    msg_id, kind, content, extra = parts
+    xml = text_xml(content, msg_id).replace("<MsgType><![CDATA[text]]>", f"<MsgType><![CDATA[{kind}]]>")
+    return xml.replace("</xml>", "".join(extra) + "</xml>").encode("utf-8", "surrogatepass")
+
+
+_PUSH = st.tuples(st.integers(1, 2**70), st.sampled_from(_KINDS), _XML_VALUE, st.lists(_ELEMENT, max_size=3)).map(_push)
+WECHAT = st.one_of(
+    _PUSH, _PUSH,
+    st.tuples(st.sampled_from(_PROLOGUES), st.sampled_from(["xml", "xml", "xml", "XML", "root"]),
+              st.lists(_ELEMENT, max_size=12), st.sampled_from(["", "", "<xml/>", "trailing", "<!-- c -->"]),
+              st.sampled_from(["utf-8", "utf-8", "utf-16", "gb18030"])).map(_document),
+    st.integers(1, 100_000).map(lambda n: b"<xml>" + b"<a>" * n + b"</a>" * n + b"</xml>"),
+    st.binary(max_size=600),
+)
+
+# --- Open311: one POST (content type, body, query string, Idempotency-Key) ------------------
+
+_REQUEST = obj({"service_code": field("urban_management", "environment", "potholes", ""),
+                "description": field(*TEXTS)},
+               lat=field(25.8311, "25.8311", 95, "北纬25度"), long=field(114.9336, "114.9336", -181),
+               address_string=field("章贡区红旗大道88号", ""), address_id=field("GZ-000123"),
+               email=field("liu.jianhua@example.com", "not-an-address"), phone=field("13907971234"),
+               first_name=field("建华"), last_name=field("刘"), device_id=field("d-1"), api_key=field("k"),
+               media_url=field("https://wz.ganzhou.gov.cn/a.jpg", "file:///etc/passwd"),
+               attribute=mostly(obj(size=field("big", ["a", "b"]))), **{"attribute[size]": field("big")})
+_FORM = st.dictionaries(st.sampled_from(["service_code", "description", "lat", "long", "address_string", "email",
+                                         "attribute[size]", "api_key"]) | st.text(max_size=10),
+                        st.sampled_from(["environment", "路灯", "25.8", "9" * 5000, "nan", ""]) | st.text(max_size=40),
+                        max_size=10).map(lambda d: urlencode({"service_code": "environment", "description": "噪音",
+                                                              "address_string": "于都县", **d}).encode())
+_QUERY = st.sampled_from(["", "", "api_key=x", "status=open,closed", "start_date=2026-01-01T00:00:00Z",
+                          "service_request_id=" + ",".join(["a"] * 1001)]) | st.text(max_size=30)
+_KEY = st.sampled_from(["", "", "retry-1", "x" * 300]) | st.text(max_size=20)
+OPEN311 = st.one_of(
+    *[st.tuples(st.sampled_from(["application/json", "application/json; charset=utf-8"]),
+                st.one_of(_REQUEST, _REQUEST, ANY, DEEP).map(str.encode), _QUERY, _KEY)] * 2,
+    st.tuples(st.sampled_from(["application/x-www-form-urlencoded", ""]), _FORM, _QUERY, _KEY),
+    st.tuples(st.sampled_from(["application/json", "", "multipart/form-data", "text/xml"]), st.binary(max_size=300),
+              _QUERY, _KEY),
+)
+
 # --- the connectors, offline ---------------------------------------------------------------
 
 
@@ -189,6 +272,22 @@ class _OfflineWebForm(WebFormConnector):
 
     def _fetch(self, updated_after: str | None, after_id: Any) -> tuple[list, bool]:
         return self.answer(self.body)
+
+
+class _Sink:
+    """A publisher for the push channels' drainers that takes everything: nothing reaches Kafka."""
+
+    refused = 0
+
+    def publish(self, outs: list, timeout: float = 30.0) -> list:
+        return list(outs)
+
+    def close(self, producer: bool = True) -> None:
+        pass
+
+
+PUSH_TOKEN, PUSH_APPID = "fuzz-token", "wxf0f0f0f0f0f0f0f0"
+PUSH_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
 class Harness:
@@ -220,6 +319,18 @@ class Harness:
     @cached_property
     def webform(self) -> _OfflineWebForm:
         return _OfflineWebForm(self.runtime, None, "webform")
+
+    @cached_property
+    def wechat(self) -> list[WeChatConnector]:
+        """A plain-mode and a safe-mode account; their spools drain into a sink."""
+        return [WeChatConnector(self.runtime, _Sink(), f"wechat.fuzz{n}", f"fuzz{n}",
+                                WeChatAccount(appid=PUSH_APPID, token=PUSH_TOKEN, encoding_aes_key=key),
+                                "http://127.0.0.1:9", 0.0)
+                for n, key in (("plain", None), ("aes", PUSH_AES_KEY))]
+
+    @cached_property
+    def open311(self) -> Open311Connector:
+        return Open311Connector(self.runtime, _Sink(), "open311")
 
 
 def writable(pages: Iterable[Page], got: Counter | None = None) -> Counter:
@@ -271,6 +382,56 @@ def webform(h: Harness, body: bytes) -> Counter:
     return got
 
 
+def _answered(got: Counter, status: int, dead_letter: bool = False) -> Counter:
+    """A push channel's answer counted: taken (2xx) as an envelope, a WeChat 400 as its dead
+    letter, another 4xx as the client told ("upstream error"); a 5xx is a bug."""
+    if not 200 <= status < 500:
+        raise AssertionError(f"answered {status}")
+    if status < 300:
+        got["envelopes"] += 1
+    elif dead_letter and status == 400:
+        got["dead letters"] += 1
+    else:
+        got["upstream errors"] += 1
+    return got
+
+
+def _signed(body: bytes, crypto: WeChatCrypto | None) -> tuple[str, bytes]:
+    """The query WeChat would send with ``body`` (fresh timestamp and nonce), and the body (encrypted in safe mode)."""
+    ts, nonce = str(int(time.time())), uuid.uuid4().hex[:12]
+    query = {"signature": sign(PUSH_TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce}
+    if crypto is not None:
+        encrypted = crypto.encrypt_message(body.decode("utf-8", "replace"), nonce, ts)
+        ciphertext = encrypted.split("<Encrypt><![CDATA[")[1].split("]]>")[0]
+        query |= {"encrypt_type": "aes", "msg_signature": sign(PUSH_TOKEN, ts, nonce, ciphertext)}
+        body = f"<xml><ToUserName>gh_fuzz</ToUserName><Encrypt>{ciphertext}</Encrypt></xml>".encode()
+    return urlencode(query), body
+
+
+def wechat(h: Harness, body: bytes) -> Counter:
+    """One push, signed, to the plain account as it is and to the safe-mode one encrypted (the
+    parser then reads it after decryption): each answered 2xx or 4xx."""
+    got: Counter = Counter()
+    for conn in h.wechat:
+        query, sent = _signed(body, conn.crypto)
+        req = Request("POST", "/wechat/fuzz", query, {"Content-Type": "text/xml"}, sent, "203.0.113.7",
+                      {"account": conn.account_id})
+        _answered(got, conn.handle(req)[0], dead_letter=True)
+    return got
+
+
+def open311(h: Harness, case: tuple[str, bytes, str, str]) -> Counter:
+    """One POST of a service request, then the list asked with the case's query as filters."""
+    ctype, body, query, key = case
+    headers = {"Content-Type": ctype, **({"Idempotency-Key": key} if key else {})}
+    got = _answered(Counter(), h.open311.handle_post(Request("POST", "/open311/requests.json", query, headers, body,
+                                                             "203.0.113.8"))[0])
+    listed = h.open311.handle_list(Request("GET", "/open311/requests.json", query, {}, b"", "203.0.113.8"))[0]
+    if listed not in (200, 400):
+        raise AssertionError(f"the list answered {listed}")
+    return got
+
+
 class Target(NamedTuple):
     name: str
     strategy: st.SearchStrategy[Any]
@@ -281,6 +442,8 @@ TARGETS = [
     Target("hotline", HOTLINE, hotline),
     Target("weibo", WEIBO, weibo),
     Target("webform", WEBFORM, webform),
+    Target("wechat-push", WECHAT, wechat),
+    Target("open311", OPEN311, open311),
 ]
 
 

@@ -307,6 +307,8 @@ class WeChatChannel(Model):
     enabled: bool = False
     api_base: str = "https://api.weixin.qq.com"
     poll_seconds: float = 3600
+    max_age_seconds: float = Field(300, gt=0)
+    """A push signed further than this from now, either way, is refused; nonces are remembered this long."""
     accounts: dict[str, WeChatAccount] = {}
     """Keyed by account id: the callback URL of account ``gz`` is /wechat/gz."""
 

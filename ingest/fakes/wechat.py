@@ -245,11 +245,14 @@ class PushClient:
         return self._request("GET", {"signature": sig, "timestamp": ts, "nonce": nonce, "echostr": echostr})
 
     def push(self, xml: str | bytes, *, encrypt: bool = False, forge: bool | str = False, unsigned: bool = False,
-             openid: str = "oDF3iY9ffA-hqb2vVvbr7qxf6A0Q") -> tuple[int, bytes]:
+             openid: str = "oDF3iY9ffA-hqb2vVvbr7qxf6A0Q", timestamp: int | None = None,
+             nonce: str | None = None) -> tuple[int, bytes]:
         """POST one push; ``encrypt``: safe mode (the body is <ToUserName/><Encrypt/>, plus msg_signature).
 
-        ``forge=True`` spoils every signature, ``forge="msg"`` only msg_signature (safe mode)."""
-        ts, nonce = str(int(time.time())), uuid.uuid4().hex[:10]
+        ``forge=True`` spoils every signature, ``forge="msg"`` only msg_signature (safe mode);
+        ``timestamp`` and ``nonce`` (default: now, and a fresh one) are signed as given."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        nonce = nonce or uuid.uuid4().hex[:10]
         query = {"signature": self._sign(ts, nonce), "timestamp": ts, "nonce": nonce, "openid": openid}
         body = xml.encode() if isinstance(xml, str) else xml
         if encrypt:

@@ -17,8 +17,9 @@ from wenzheng.core.delivery import Publisher
 from wenzheng.core.kafka import producer as make_producer
 from wenzheng.core.privacy import pseudonym
 from wenzheng.core.service import Service
+from wenzheng.ingest import open311
 from wenzheng.ingest.base import spool_for
-from wenzheng.ingest.open311 import Open311Connector, keyed_id
+from wenzheng.ingest.open311 import Open311Connector, _index_for, keyed_id
 
 FORM = {"service_code": "urban_management", "description": "章贡区红旗大道88号门口的路灯坏了半个月，晚上很黑。",
         "lat": "25.8311", "long": "114.9336", "address_string": "章贡区红旗大道88号",
@@ -187,9 +188,13 @@ def test_get_status_of_a_request_and_404_for_unknown_ids(stack):
     assert req["service_request_id"] == srid
     assert (req["status"], req["status_notes"]) == ("open", "received")
     assert (req["service_code"], req["service_name"]) == ("urban_management", "城市管理")
-    assert (req["lat"], req["long"]) == (25.8311, 114.9336)
+    assert (req["lat"], req["long"]) == (25.831, 114.934)  # about 100 m: the street, not the door
     assert "13907971234" not in req["description"] and "139****1234" in req["description"]
-    assert "刘建华" not in json.dumps(body, ensure_ascii=False)  # the status page is public: masked
+    assert req["address"] == "章贡区红旗大道**号"
+    public = json.dumps(body, ensure_ascii=False)
+    for personal in ("刘建华", "建华", "13907971234", "liu.jianhua@example.com", "lamp.jpg", "88号"):
+        assert personal not in public  # the status page is public: masked, no contact fields
+    assert req["media_url"] is None and req["address_id"] is None
     stack.wait_for(1)
     assert stack.client.get(f"/open311/requests/{srid}.json")[1][0]["status"] == "open"  # published: still open
 
@@ -231,8 +236,8 @@ def test_a_retry_whose_first_attempt_died_before_answering_is_not_doubled(stack)
     """Spooled, then killed before the index and the answer: the key's id collapses the retry in the spool."""
     connector = stack.connector
     fields = connector._validate(dict(FORM))
-    srid = keyed_id("", "lost-answer")
-    connector.spool([connector.to_envelope(srid, fields, "")])  # the first attempt got this far
+    srid = keyed_id("addr:127.0.0.1", "lost-answer")  # no api keys: the client is its address
+    connector.spool([connector.to_envelope(srid, fields, None)])  # the first attempt got this far
     status, body = stack.client.post_form(FORM, **{"Idempotency-Key": "lost-answer"})
     assert status == 201 and body[0]["service_request_id"] == srid
     stack.wait_for(1)
@@ -247,9 +252,101 @@ def test_push_only_connector_drains_in_run_once(runtime, bootstrap):
     try:
         c = st.connector
         assert c.poll_seconds == 0 and c.poll() == 0
-        env = c.to_envelope("feedfacecafebeef", c._validate(dict(FORM)), "")
+        env = c.to_envelope("feedfacecafebeef", c._validate(dict(FORM)), None)
         spool_for(runtime).add(c.name, [env])  # as if pushed just before a restart
         assert c.run_once() == 1
         assert [v["id"] for v in st.intake()] == ["open311:feedfacecafebeef"]
     finally:
         c.publisher.close()
+
+
+def test_another_client_cannot_take_or_read_a_request_by_its_key(stack, keyed):
+    """Idempotency keys are the client's own: another address (no api keys) or another api_key
+    sending the same key makes a request of its own, and learns nothing of the first."""
+    c = stack.client
+    first = c.post_form(FORM, **{"Idempotency-Key": "1", "X-Forwarded-For": "203.0.113.10"})[1][0]
+    again = c.post_form(FORM, **{"Idempotency-Key": "1", "X-Forwarded-For": "203.0.113.10"})[1][0]
+    assert again == first  # the same client's retry
+    other = {**FORM, "description": "另一位市民的诉求", "email": "someone@example.com"}
+    status, body = c.post_form(other, **{"Idempotency-Key": "1", "X-Forwarded-For": "203.0.113.20"})
+    assert status == 201 and body[0]["service_request_id"] != first["service_request_id"]  # not 422: no hint
+    status, body = c.post_form(FORM, **{"Idempotency-Key": "1", "X-Forwarded-For": "203.0.113.20"})
+    assert status == 422  # its own key, already used by itself for another body
+
+    k = keyed.client
+    one = k.post_form({**FORM, "api_key": "app-key-1"}, **{"Idempotency-Key": "order-7"})[1][0]
+    two = k.post_form({**FORM, "api_key": "app-key-2"}, **{"Idempotency-Key": "order-7"})
+    assert two[0] == 201 and two[1][0]["service_request_id"] != one["service_request_id"]
+
+
+HOSTILE = [
+    (b'{"service_code": "environment", "description": "x", "lat": ' + b"9" * 5000 + b', "long": 1}', "digits"),
+    (b'{"service_code": "environment", "description": ' + b"1" * 5000 + b', "address_string": "a"}', "digits"),
+    (b'{"service_code": "environment", "description": "x", "address_string": "a", "attribute": '
+     + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deep"),
+    (b'{"service_code": "environment", "description": {"text": "x"}, "address_string": "a"}', "must be a string"),
+    (b'{"service_code": ["environment"], "description": "x", "address_string": "a"}', "must be a string"),
+    (b'{"service_code": "environment", "description": "\\ud800", "address_string": "a"}', "lone surrogate"),
+    (b'{"service_code": "environment", "description": "x", "lat": true, "long": 1}', "not a number"),
+    (b'{"service_code": "environment", "description": "x", "lat": NaN, "long": 1}', "NaN is not a number"),
+    (b'{"service_code": "environment", "description": "x", "address_string": "a", "attribute": {"k": {"a": 1}}}',
+     "must be a string"),
+    (b'{"service_code": "environment", "description": "x", "address_string": "a", "attribute": [1]}',
+     "attribute must be an object"),
+]
+
+
+def test_hostile_json_gets_a_georeport_400_never_a_500(stack):
+    for body, expect in HOSTILE:
+        status, answer = stack.client.request("POST", "/open311/requests.json", body,
+                                              {"Content-Type": "application/json"})
+        assert status == 400, (expect, answer)
+        assert len(answer) == 1 and answer[0]["code"] == 400 and expect in answer[0]["description"]
+    assert spool_for(stack.runtime).count("open311") == 0 and stack.intake() == []
+
+
+def test_a_burst_from_one_address_is_rate_limited(stack):
+    """http.rate_limit_per_minute (120) with bursts of http.rate_limit_burst (30), per client
+    address: of 60 posts at once about 30 are taken, the rest refused before the handler."""
+    answers = [stack.client.post_form(FORM) for _ in range(60)]
+    taken = [a for a in answers if a[0] == 201]
+    assert 30 <= len(taken) <= 33 and {a[0] for a in answers} == {201, 429}
+    assert stack.client.get("/open311/services.json")[0] == 429  # every public route shares the bucket
+    assert stack.client.post_form(FORM, **{"X-Forwarded-For": "203.0.113.99"})[0] == 201  # another client
+    assert spool_for(stack.runtime).count("open311") + len(stack.intake()) >= len(taken)
+    assert len(stack.wait_for(len(taken) + 1)) == len(taken) + 1
+
+
+def listed(stack, query: str = "") -> tuple[int, list]:
+    return stack.client.get("/open311/requests.json" + (f"?{query}" if query else ""))
+
+
+def test_the_list_of_requests_filters_and_shows_public_fields_only(stack, monkeypatch):
+    c = stack.client
+    lamp = c.post_form(FORM)[1][0]["service_request_id"]
+    noise = c.post_json({"service_code": "environment", "description": "工地夜间施工噪音，联系电话13507970001",
+                         "address_string": "于都县贡江镇长征大道", "phone": "13507970001"})[1][0]["service_request_id"]
+    old = dict(_index_for(stack.runtime.state_dir).get("open311", lamp), srid="0ld0ld0ld0ld0ld0",
+               requested="2026-01-05T10:00:00+08:00")
+    _index_for(stack.runtime.state_dir).add(old)  # a request of long ago
+
+    status, body = listed(stack)
+    assert status == 200 and [r["service_request_id"] for r in body] == [noise, lamp]  # last 90 days, newest first
+    text = json.dumps(body, ensure_ascii=False)
+    for personal in ("13507970001", "13907971234", "liu.jianhua@example.com", "刘建华", "lamp.jpg"):
+        assert personal not in text
+    assert [r["service_request_id"] for r in listed(stack, "service_code=environment")[1]] == [noise]
+    assert len(listed(stack, "service_code=environment,urban_management&status=open")[1]) == 2
+    assert listed(stack, "status=closed") == (200, [])
+    ids = listed(stack, f"service_request_id={lamp},0ld0ld0ld0ld0ld0&service_code=environment")[1]
+    assert {r["service_request_id"] for r in ids} == {lamp, "0ld0ld0ld0ld0ld0"}  # ids override the rest
+    january = listed(stack, "start_date=2026-01-01T00:00:00Z&end_date=2026-01-31T00:00:00%2B08:00")[1]
+    assert [r["service_request_id"] for r in january] == ["0ld0ld0ld0ld0ld0"]
+    assert listed(stack, "end_date=2026-01-01T00:00:00Z")[1] == []
+    for bad in ("start_date=2026-01-01T00:00:00Z&end_date=2026-06-01T00:00:00Z", "start_date=yesterday",
+                "status=pending", "end_date=2025-01-01T00:00:00Z&start_date=2026-01-01T00:00:00Z"):
+        status, body = listed(stack, bad)
+        assert status == 400 and body[0]["code"] == 400, bad
+    monkeypatch.setattr(open311, "LIST_MAX", 1)
+    assert len(listed(stack)[1]) == 1
+

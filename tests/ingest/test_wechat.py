@@ -8,12 +8,14 @@ directly so their timing is theirs alone.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -54,13 +56,14 @@ ACCOUNTS = {
 }
 
 
-def wechat_config(directory, bootstrap, accounts, api_base="http://127.0.0.1:9", poll_seconds=3600):
-    """The test configuration (conftest.write_config) with channels.wechat added, hotline off."""
+def wechat_config(directory, bootstrap, accounts, api_base="http://127.0.0.1:9", poll_seconds=3600, **wechat):
+    """The test configuration (conftest.write_config) with channels.wechat added (``wechat``:
+    more of its settings), hotline off."""
     cfg = write_config(directory, bootstrap)
     doc = yaml.safe_load((cfg / "channels.yaml").read_text(encoding="utf-8"))
     doc["channels"]["hotline"]["enabled"] = False
     doc["channels"]["wechat"] = {"enabled": True, "api_base": api_base, "poll_seconds": poll_seconds,
-                                 "accounts": accounts}
+                                 "accounts": accounts, **wechat}
     (cfg / "channels.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     return cfg
 
@@ -200,14 +203,110 @@ def test_a_retried_push_lands_once(stack):
     assert len(stack.intake(msg_id)[msg_id]) == 1
 
 
-def test_malformed_xml_after_a_valid_signature_is_dead_lettered(stack):
-    status, body = stack.plain.push(b"<xml><ToUserName><![CDATA[gh_wzgz]]></ToUserName><Content>13907971234")
-    assert (status, body) == (200, b"success")  # never a 500, and WeChat need not retry
-    letters = wait_for(lambda: [v for v in read_values(stack.bootstrap, stack.runtime.topics.deadletter)
-                                if v["stage"] == "ingest.wechat.gz"], what="the dead letter")
-    assert len(letters) == 1 and letters[0]["reason"].startswith("malformed XML")
-    assert "13907971234" not in letters[0]["excerpt"]  # masked
-    assert (stack.runtime.state_dir / letters[0]["source"]["quarantine"]).exists()
+def dead_letters(stack, account):
+    return [v for v in read_values(stack.bootstrap, stack.runtime.topics.deadletter)
+            if v["stage"] == f"ingest.wechat.{account}"]
+
+
+def test_a_plaintext_push_to_a_safe_mode_account_is_refused(stack):
+    """The account's configuration fixes its mode: a plain push, however well signed, is not
+    taken by a safe-mode account, with or without encrypt_type in the query."""
+    kept = len(dead_letters(stack, "gzaes"))
+    forged = text_xml("冒充任意用户的明文留言", 6221731580000000300, from_user="oAnyCitizen-chosen-by-attacker")
+    assert stack.aes.push(forged)[0] == 403  # signed in plain mode, encrypt_type left out
+    body = forged.replace("</xml>", "<Encrypt><![CDATA[bm90IGEgY2lwaGVydGV4dA==]]></Encrypt></xml>")
+    assert stack.aes.push(body)[0] == 403  # an <Encrypt> without msg_signature
+    ts, nonce = str(int(time.time())), "says-aes"
+    query = {"signature": stack.aes._sign(ts, nonce), "timestamp": ts, "nonce": nonce, "encrypt_type": "aes"}
+    assert stack.aes._request("POST", query, forged.encode())[0] == 403  # says aes, sends plain text
+    to_plain = PushClient(stack.plain.url, TOKEN, APPID, AES_KEY)  # a plain account has no key to open it
+    assert to_plain.push(text_xml("给明文账号的密文", 6221731580000000301), encrypt=True)[0] == 403
+    assert stack.aes.push(text_xml("之后的真留言", 6221731580000000302), encrypt=True)[0] == 200
+    stack.one(f"wechat:{APPID_AES}:6221731580000000302")
+    assert not stack.intake(f"wechat:{APPID_AES}:6221731580000000300")[f"wechat:{APPID_AES}:6221731580000000300"]
+    assert len(dead_letters(stack, "gzaes")) == kept  # refused, not kept
+
+
+def test_replayed_and_stale_pushes_are_refused(stack):
+    now = int(time.time())
+    first = text_xml("第一次推送", 6221731580000000310)
+    assert stack.plain.push(first, timestamp=now, nonce="replay-1")[0] == 200
+    swapped = text_xml("换了正文的重放", 6221731580000000311, from_user="oSomeoneElse-openid")
+    assert stack.plain.push(swapped, timestamp=now, nonce="replay-1")[0] == 403  # plain: the body is not signed
+    assert stack.aes.push(text_xml("密文", 6221731580000000312), encrypt=True, timestamp=now, nonce="replay-2")[0] == 200
+    assert stack.aes.push(text_xml("密文", 6221731580000000312), encrypt=True, timestamp=now, nonce="replay-2")[0] == 403
+    old = now - 301  # channels.wechat.max_age_seconds: 300 by default
+    assert stack.plain.push(text_xml("五分钟前签的", 6221731580000000313), timestamp=old)[0] == 403
+    assert stack.aes.push(text_xml("来自未来", 6221731580000000314), encrypt=True, timestamp=now + 400)[0] == 403
+    assert stack.plain.push(text_xml("之后的真留言", 6221731580000000315))[0] == 200
+    stack.one(f"wechat:{APPID}:6221731580000000315")
+    ids = stack.intake(*(f"wechat:{a}:62217315800000003{n}" for a in (APPID, APPID_AES) for n in (11, 13, 14)))
+    assert not any(ids.values())
+
+
+UNREADABLE = [
+    (b"<xml><ToUserName><![CDATA[gh_wzgz]]></ToUserName><Content>13907971234", "no element found"),
+    (text_xml("重复的字段", 6221731580000000320).replace("</xml>", "<Content>第二个内容13907971234</Content></xml>"),
+     "duplicated element <Content>"),
+    (text_xml("嵌套", 6221731580000000321).replace("</xml>", "<Content2><b>13907971234</b></Content2></xml>"),
+     "nested element <Content2>"),
+    (text_xml("x", 6221731580000000322).replace("<MsgId>6221731580000000322</MsgId>", ""), "lacks MsgId"),
+    (b'<!DOCTYPE xml [<!ENTITY a "13907971234">]><xml><Content>&a;</Content></xml>', "DTDForbidden"),
+]
+
+
+@pytest.mark.parametrize("client", ["plain", "aes"])
+def test_unreadable_pushes_after_a_valid_signature_get_400_and_a_masked_dead_letter(stack, client):
+    account = {"plain": "gz", "aes": "gzaes"}[client]
+    before = len(dead_letters(stack, account))
+    for body, _ in UNREADABLE:
+        status, answer = getattr(stack, client).push(body, encrypt=client == "aes")
+        assert (status, answer) == (400, b"unreadable push: dead-lettered")  # never a 500
+    letters = wait_for(lambda: len(got := dead_letters(stack, account)) >= before + len(UNREADABLE) and got,
+                       what="the dead letters")
+    assert len(letters) == before + len(UNREADABLE)
+    reasons = sorted(v["reason"] for v in letters)
+    for _, expect in UNREADABLE:
+        assert any(expect in r for r in reasons), (expect, reasons)
+    for letter in letters:
+        assert letter["reason"].startswith("unreadable push: ")
+        assert "13907971234" not in json.dumps(letter, ensure_ascii=False)
+        assert OPENID not in json.dumps(letter) and letter["excerpt"] == ""
+        assert (stack.runtime.state_dir / letter["source"]["quarantine"]).exists()
+
+
+def test_a_signed_push_our_key_cannot_open_is_dead_lettered(stack):
+    """Signed with the token but encrypted with another key (a wrong encoding_aes_key in the config)."""
+    other_key = PushClient(stack.aes.url, TOKEN, APPID_AES, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG")
+    assert other_key.push(text_xml("换过密钥", 6221731580000000325), encrypt=True) == \
+        (400, b"unreadable push: dead-lettered")
+    letter = wait_for(lambda: [v for v in dead_letters(stack, "gzaes") if "cannot decrypt" in v["reason"]],
+                      what="the dead letter")[0]
+    assert "check encoding_aes_key" in letter["reason"] and letter["excerpt"] == ""
+
+
+def test_an_oversized_push_is_refused_and_a_near_limit_one_does_not_hold_back_the_rest(stack):
+    """The HTTP layer refuses a body over http.max_body_bytes (1 MiB) before reading it; one
+    just under is taken and cut to fit a record, and the 20 pushes after it are published at once."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.service.port, timeout=10)
+    ts, nonce = str(int(time.time())), "oversized"
+    query = urlencode({"signature": stack.plain._sign(ts, nonce), "timestamp": ts, "nonce": nonce})
+    conn.putrequest("POST", f"/wechat/gz?{query}")
+    conn.putheader("Content-Length", str(10 << 20))  # a signed 10 MB push: answered before it is sent
+    conn.endheaders()
+    assert conn.getresponse().status == 413
+    conn.close()
+    huge = text_xml("长" * 349_000, 6221731580000000331)  # 3 bytes a character: just under 1 MiB
+    assert 1_000_000 < len(huge.encode()) < 1 << 20
+    assert stack.plain.push(huge)[0] == 200
+    t0 = time.monotonic()
+    for i in range(20):
+        assert stack.plain.push(text_xml(f"大消息之后的第{i}条", 6221731580000000340 + i))[0] == 200
+    ids = [f"wechat:{APPID}:{6221731580000000340 + i}" for i in range(20)]
+    wait_for(lambda: all(stack.intake(*ids).values()), timeout=10, what="the 20 pushes after the large one")
+    assert time.monotonic() - t0 < 10
+    big = stack.one(f"wechat:{APPID}:6221731580000000331")
+    assert big["text"].endswith("…[截断：原文 349000 字]")
 
 
 def test_a_wenzheng_worker_ingest_process_serves_the_callback(bootstrap, tmp_path):
@@ -363,3 +462,4 @@ def test_fake_enforces_the_api_limits(poller, fake):
     fake.secret = "rotated"  # the AppSecret was reset on the platform
     with pytest.raises(WeChatAPIError, match="40125"):
         poller.poll()
+

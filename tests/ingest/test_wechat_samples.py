@@ -2,8 +2,9 @@
 
 Nobody on the team wrote these: the safe-mode sample is the one in WeChat's
 message encryption guide (消息加解密说明) and its sample code (WXBizMsgCrypt:
-token ``spamtest``, appid ``wx2c2769f8efd9abc2``), signed in 2014 — so a
-callback must not refuse a push for its age alone; the plain ones are the
+token ``spamtest``, appid ``wx2c2769f8efd9abc2``), signed in 2014 — so this
+worker is configured with a ``channels.wechat.max_age_seconds`` of forty years
+(a deployment keeps the default five minutes); the plain ones are the
 examples of the 接收普通消息 / 接收事件推送 pages. Every plain sample there
 carries the same placeholder MsgId (1234567890123456): WeChat tells developers
 to de-duplicate by MsgId, so each sample goes to an account of its own here.
@@ -62,7 +63,8 @@ def doc_appid(kind: str) -> str:
 def worker_url(bootstrap, tmp_path_factory):
     accounts = {"sample": {"appid": SAMPLE_APPID, "token": SAMPLE_TOKEN, "encoding_aes_key": SAMPLE_AES_KEY}}
     accounts |= {f"doc{kind}": {"appid": doc_appid(kind), "token": DOC_TOKEN} for kind in DOC_SAMPLES}
-    with ingest_worker(wechat_config(tmp_path_factory.mktemp("samples"), bootstrap, accounts)) as (runtime, service):
+    cfg = wechat_config(tmp_path_factory.mktemp("samples"), bootstrap, accounts, max_age_seconds=40 * 365 * 86400)
+    with ingest_worker(cfg) as (runtime, service):
         yield f"http://127.0.0.1:{service.port}", runtime
 
 
