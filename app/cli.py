@@ -81,6 +81,8 @@ class Worker(Command):
         if not config.settings.kafka.bootstrap_servers:
             raise UsageError("no Kafka configured: set kafka.bootstrap_servers or WENZHENG_BOOTSTRAP_SERVERS "
                              "(`wenzheng broker` runs the embedded one)")
+        if problem := config.settings.privacy.key_problem():  # ids and pseudonyms would be reversible
+            raise UsageError(problem)
         return run(config, args.stage, args.port, args.model)
 
 

@@ -10,6 +10,7 @@ import json
 import logging
 import random
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -59,17 +60,24 @@ def samples() -> list[dict]:
 
 
 def demo_config(config_dir: Path, out: Path) -> Path:
-    """The user's configuration with a demo WeChat account (safe mode) enabled."""
+    """The user's configuration with a demo WeChat account (safe mode) enabled and a random
+    pseudonym key of this run's own, so ``up --demo`` needs nothing set: the demo's broker,
+    and so its state, are new each run (the key file is the owner's only)."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(config_dir, out)
-    path = out / "channels.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    channels = doc.setdefault("channels", {})
-    channels["wechat"] = {"enabled": True, "accounts": {"demo": {
-        "appid": DEMO_APPID, "token": DEMO_TOKEN, "encoding_aes_key": DEMO_AES_KEY, "name": "问政赣州（演示）"}}}
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    _update(out / "channels.yaml", "channels", wechat={"enabled": True, "accounts": {"demo": {
+        "appid": DEMO_APPID, "token": DEMO_TOKEN, "encoding_aes_key": DEMO_AES_KEY, "name": "问政赣州（演示）"}}})
+    _update(out / "runtime.yaml", "privacy", pseudonym_key=secrets.token_hex(32)).chmod(0o600)
     return out
+
+
+def _update(path: Path, section: str, **values: object) -> Path:
+    """Set ``values`` in ``section`` of one YAML file of the copied configuration."""
+    doc = (yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None) or {}
+    doc[section] = {**(doc.get(section) or {}), **values}
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
 
 
 class Feeder:

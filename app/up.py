@@ -192,6 +192,8 @@ class Up:
             from .demo import demo_config
 
             config = load(demo_config(config.directory, Path(config.settings.state.dir).expanduser() / "demo-config"))
+        if problem := config.settings.privacy.key_problem():  # --demo writes a random one
+            raise UsageError(problem)
         self.config, self.demo, self.duration, self.rate = config, demo, duration, rate
         self.state = Path(config.settings.state.dir).expanduser()
         self.state.mkdir(parents=True, exist_ok=True)

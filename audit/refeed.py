@@ -2,8 +2,9 @@
 
 Replaying the dead-letter topic into the intake topic re-feeds what was dead-lettered:
 the original intake record (classify's dead letters) or the quarantined hotline file
-parsed again (after a connector fix). Both go through the delivery journal, so a
-second re-feed writes nothing twice.
+parsed again (after a connector fix), its id keyed as the connector keys it (so it needs
+the pseudonym key). Both go through the delivery journal, so a second re-feed writes
+nothing twice.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def refeed(runtime, value: dict, fetch) -> Out:
         return Out(target, env["id"], env)
     if "file" in src and "quarantine" in src:  # a hotline transcript the connector could not read
         from wenzheng.ingest.hotline import HotlineConnector
+
+        if problem := runtime.settings.privacy.key_problem():  # its id is keyed as the connector keys it
+            raise BadMessage(problem)
 
         hotline = HotlineConnector(runtime, None)  # type: ignore[arg-type]  # only its reader: publishes nothing
         path = hotline.dir / src["quarantine"]

@@ -29,6 +29,7 @@ import jieba
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from benchmarks import PRIVACY
 from wenzheng.app.broker import EmbeddedBroker, free_port
 from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled
 from wenzheng.config import DEFAULT_DIR, load
@@ -56,7 +57,7 @@ def _config(root: Path, bootstrap: str, prefix: str) -> Path:
     for f in DEFAULT_DIR.glob("*.yaml"):
         shutil.copy(f, cfg / f.name)
     runtime = {"kafka": {"bootstrap_servers": [bootstrap], "topic_prefix": prefix, "partitions": 2},
-               "http": {"port": free_port()}, "state": {"dir": str(root / "state")}}
+               "http": {"port": free_port()}, "state": {"dir": str(root / "state")}, "privacy": PRIVACY}
     (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime), encoding="utf-8")
     return cfg
 
@@ -80,7 +81,8 @@ def stage(bootstrap: str, root: Path, model_dir: Path, rows: list[dict], workers
     p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
     for i, r in enumerate(rows):
         env = envelope.make(channel="wechat", account="bench", source_id=f"b{i}", text=r["text"],
-                            title=r.get("title") or "", posted_at=envelope.now(), pii={"nickname": "网友"})
+                            title=r.get("title") or "", posted_at=envelope.now(), pii={"nickname": "网友"},
+                            id_key=PRIVACY["pseudonym_key"].encode())
         p.send(rt.topics.intake, key=env["id"].encode(), value=envelope.encode(env))
     p.flush()
     p.close()

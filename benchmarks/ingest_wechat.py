@@ -31,8 +31,10 @@ from pathlib import Path
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
+from benchmarks import PRIVACY
 from wenzheng.app.broker import EmbeddedBroker, free_port
 from wenzheng.config import DEFAULT_DIR, load
+from wenzheng.core import envelope
 from wenzheng.core.runtime import Runtime
 from wenzheng.ingest.fakes.wechat import PushClient, text_xml
 
@@ -47,7 +49,7 @@ def _config(root: Path, bootstrap: str, port: int) -> Path:
     for f in DEFAULT_DIR.glob("*.yaml"):
         shutil.copy(f, cfg / f.name)
     runtime = {"kafka": {"bootstrap_servers": [bootstrap], "topic_prefix": f"b{port}."},
-               "http": {"port": port}, "state": {"dir": str(root / "state")}}
+               "http": {"port": port}, "state": {"dir": str(root / "state")}, "privacy": PRIVACY}
     (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime), encoding="utf-8")
     channels = {"channels": {"hotline": {"enabled": False, "drop_dir": str(root / "drop")},
                              "webform": {"enabled": False},
@@ -96,7 +98,8 @@ def _round(consumer, url: str, ids: list[int], senders: int) -> dict:
     with ThreadPoolExecutor(senders) as pool:
         list(pool.map(push, ids))
     wall = time.monotonic() - t0
-    keys = {f"wechat:{APPID}:{m}": m for m in ids}
+    key = PRIVACY["pseudonym_key"].encode()
+    keys = {envelope.message_id("wechat", f"{APPID}:{m}", key): m for m in ids}
     wait_until = time.monotonic() + 120
     while time.monotonic() < wait_until and not all(k in seen for k in keys):
         time.sleep(0.1)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import PRIVACY
 from wenzheng.app.broker import EmbeddedBroker, free_port
 from wenzheng.config import DEFAULT_DIR, load
 from wenzheng.core.runtime import Runtime
@@ -49,7 +50,7 @@ def _config(root: Path, bootstrap: str, api_base: str, uids: list[str], poll_sec
     for f in DEFAULT_DIR.glob("*.yaml"):
         shutil.copy(f, cfg / f.name)
     runtime = {"kafka": {"bootstrap_servers": [bootstrap]}, "http": {"port": free_port()},
-               "state": {"dir": str(root / "state")}}
+               "state": {"dir": str(root / "state")}, "privacy": PRIVACY}
     (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime), encoding="utf-8")
     accounts = {f"gz{i:03d}": {"uid": uid, "cookie": cookie(uid)} for i, uid in enumerate(uids)}
     channels = {"channels": {"hotline": {"enabled": False, "drop_dir": str(root / "drop")},

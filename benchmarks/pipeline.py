@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
+from benchmarks import PRIVACY
 from wenzheng.app.broker import EmbeddedBroker, free_port
 from wenzheng.app.demo import to_call
 from wenzheng.classify.model import corpus_files, read_labelled
@@ -36,7 +37,7 @@ def _config(root: Path, bootstrap: str | None) -> Path:
     for f in DEFAULT_DIR.glob("*.yaml"):
         shutil.copy(f, cfg / f.name)
     runtime = {"kafka": {"bootstrap_servers": [bootstrap] if bootstrap else []},
-               "http": {"port": free_port()}, "state": {"dir": str(root / "state")}}
+               "http": {"port": free_port()}, "state": {"dir": str(root / "state")}, "privacy": PRIVACY}
     (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime), encoding="utf-8")
     channels = {"channels": {"hotline": {"drop_dir": str(root / "drop"), "poll_seconds": 1, "settle_seconds": 0.2}}}
     (cfg / "channels.yaml").write_text(yaml.safe_dump(channels, allow_unicode=True), encoding="utf-8")

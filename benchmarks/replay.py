@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
+from benchmarks import PRIVACY
 from wenzheng.app.broker import EmbeddedBroker
 from wenzheng.audit.decide import default_workers
 from wenzheng.audit.replay import run as replay
@@ -43,7 +44,8 @@ def fill(rt, config, model, n: int) -> None:
     rows = read_labelled(corpus_files())[:POOL]
     router = Router(config, OfficeDirectory(config.settings))
     pool = [envelope.masked(envelope.make(channel="wechat", account="bench", source_id=f"p{i}", text=r["text"],
-                                          title=r.get("title") or "", posted_at=envelope.now()))
+                                          title=r.get("title") or "", posted_at=envelope.now(),
+                                          id_key=PRIVACY["pseudonym_key"].encode()))
             for i, r in enumerate(rows)]
     for env, p in zip(pool, model.predict(pool), strict=True):  # what the classify stage sees: the masked text
         env["classification"] = p.record(model.version)

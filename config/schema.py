@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -288,6 +288,8 @@ class HotlineChannel(Model):
     """A file is read only once its size and mtime have not changed for this long."""
     encodings: list[str] = ["utf-8-sig", "gb18030"]
     """Tried in order; older call-centre systems write GBK/GB18030."""
+    archive_days: int = Field(30, ge=0)
+    """Published files are kept in drop_dir/archive/YYYY-MM-DD/ this many days, then deleted; 0: deleted at once."""
 
 
 class WeChatAccount(Model):
@@ -463,8 +465,21 @@ class ClassifierSettings(Model):
 
 
 class PrivacySettings(Model):
-    pseudonym_key: SecretStr = SecretStr("wenzheng-dev-only-key")
-    """HMAC key for author pseudonyms; set it from the environment in production."""
+    pseudonym_key: SecretStr = SecretStr("")
+    """HMAC key of author pseudonyms, message ids and address fingerprints (WENZHENG_PSEUDONYM_KEY).
+    No default: with a known key a hashed phone number is reversible (there are ~10^11)."""
+
+    PUBLISHED_KEYS: ClassVar[frozenset[str]] = frozenset({"wenzheng-dev-only-key"})
+    """Keys once shipped in the packaged configuration."""
+    MIN_KEY_CHARS: ClassVar[int] = 16
+
+    def key_problem(self) -> str | None:
+        """Why the key cannot protect anything (None: it can), as the one line a worker stops with."""
+        key = self.pseudonym_key.get_secret_value()
+        why = ("is not set" if not key else "is the published development key" if key in self.PUBLISHED_KEYS
+               else f"is shorter than {self.MIN_KEY_CHARS} characters" if len(key) < self.MIN_KEY_CHARS else None)
+        return why and (f"runtime.yaml: privacy.pseudonym_key {why}: set WENZHENG_PSEUDONYM_KEY to a secret of "
+                        "your own, e.g. export WENZHENG_PSEUDONYM_KEY=$(openssl rand -hex 32)")
 
 
 class Settings(Model):

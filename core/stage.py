@@ -47,9 +47,16 @@ PRUNE_SECONDS = 3600.0
 """How often the delivery journal forgets ids older than ``state.dedup_retention_days``."""
 
 
+def id_key(runtime: Runtime) -> bytes:
+    """The pseudonym key, which message and dead-letter ids are hashed with."""
+    return runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
+
+
 def deadletter(runtime: Runtime, stage: str, reason: str, *, msg_id: str, source: dict[str, Any],
                excerpt: str = "") -> Out:
-    """A dead-letter record: the reason, where the input is, a masked excerpt — never raw PII."""
+    """A dead-letter record: the reason, where the input is, a masked excerpt — never raw PII;
+    its id keyed (``envelope.opaque_id``: ``msg_id`` may be a file name or a pre-upgrade key)."""
+    msg_id = envelope.opaque_id(msg_id, id_key(runtime))
     value = {
         "schema": "wenzheng.deadletter/1",
         "id": msg_id,
@@ -244,7 +251,8 @@ class StageWorker:
         name = self.stage.name
         source = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
                   "key": rec.key.decode("utf-8", "replace") if rec.key else None}
-        msg_id = source["key"] or f"{rec.topic}:{rec.partition}:{rec.offset}"
+        msg_id = envelope.opaque_id(source["key"] or f"{rec.topic}:{rec.partition}:{rec.offset}",
+                                    id_key(self.runtime))
         try:
             return self.stage.process(envelope.decode(rec.value), rec)
         except TransientError:

@@ -40,8 +40,8 @@ still a citizen's message, and its opening states the problem — dead-lettered,
 would reach no office until someone re-fed it, and a re-feed would fail the same
 way; the marker tells the clerk it was cut, and the original stays upstream (the
 hotline file in its folder, the web-form backend's row). Only what cannot be
-written at all (a lone surrogate, JSON nested deeper than 255 levels, an id over
-512 characters, personal fields that alone exceed the record) is dead-lettered.
+written at all (a lone surrogate, JSON nested deeper than 255 levels, a source id
+over 512 characters, personal fields that alone exceed the record) is dead-lettered.
 
 **Retries.** Whatever ``fetch`` raises (upstream down or throttling us:
 :class:`~wenzheng.core.errors.TransientError`; a broken contract, a refused
@@ -64,6 +64,9 @@ drainer publishes the spool in the order above and deletes what Kafka
 acknowledged. So a broker that is briefly down delays messages but loses none.
 Spooled envelopes are fitted like polled ones; a spooled row that no longer
 decodes, and a record Kafka refuses, become dead letters, so a drain never stalls.
+A spooled row is the unmasked message, as on the intake topic, so it is sealed
+(AES-256-GCM, its key derived from ``privacy.pseudonym_key``): the spool file, its
+write-ahead log and the pages SQLite frees after a drain hold ciphertext only.
 
 A fifth channel is a new module with a ``Connector`` subclass (``from_config``
 makes one per configured account, ``fetch`` yields its pages) and a config entry,
@@ -91,6 +94,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from prometheus_client import Counter, Gauge
 
 from wenzheng.core import envelope
@@ -247,26 +254,55 @@ class Checkpoint:
 
 
 class Spool:
-    """Pushed messages, durable on local disk until Kafka has them (one file per worker state)."""
+    """Pushed messages, durable on local disk until Kafka has them (one file per worker state),
+    sealed once :meth:`use_key` gave it a key (rows written without one stay readable)."""
 
     SCHEMA = ("CREATE TABLE IF NOT EXISTS spool (connector TEXT, msg_id TEXT, payload BLOB, "
               "spooled_ms INTEGER, PRIMARY KEY (connector, msg_id))")
+    SEALED = b"\x01"
+    """The first byte of a sealed payload (a JSON one starts with ``{``)."""
 
     def __init__(self, path: Path) -> None:
         self.db = LocalDB(path, self.SCHEMA)
+        self._key = b""
+        self._aead: AESGCM | None = None
+
+    def use_key(self, key: bytes) -> Spool:
+        """Seal what is added from now on with a key derived from ``key`` (the pseudonym key)."""
+        if key and key != self._key:
+            derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"wenzheng spool").derive(key)
+            self._key, self._aead = key, AESGCM(derived)
+        return self
+
+    def _seal(self, data: bytes) -> bytes:
+        if self._aead is None:
+            return data
+        nonce = os.urandom(12)
+        return self.SEALED + nonce + self._aead.encrypt(nonce, data, None)
+
+    def _open(self, payload: bytes) -> bytes:
+        """The payload as it was added; ``b""`` for a sealed one that does not open (damaged,
+        or sealed under another key), which the drain dead-letters."""
+        if payload[:1] != self.SEALED:
+            return payload
+        try:
+            return self._aead.decrypt(payload[1:13], payload[13:], None) if self._aead else b""
+        except InvalidTag:
+            return b""
 
     def add(self, connector: str, values: list[dict[str, Any]]) -> int:
         """Keep ``values`` (each with an ``id``); return how many were new."""
         now = int(time.time() * 1000)
         with self.db.transaction() as tx:
             return tx.executemany("INSERT INTO spool VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                                  [(connector, v["id"], envelope.encode(v), now) for v in values]).rowcount
+                                  [(connector, v["id"], self._seal(envelope.encode(v)), now)
+                                   for v in values]).rowcount
 
     def rows(self, connector: str, limit: int = 500) -> list[tuple[str, bytes]]:
         """The oldest (message id, payload) rows, undecoded: a damaged one must not stop the rest."""
         rows = self.db.query("SELECT msg_id, payload FROM spool WHERE connector=? ORDER BY spooled_ms LIMIT ?",
                              [connector, limit])
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], self._open(bytes(r[1]))) for r in rows]
 
     def take(self, connector: str, limit: int = 500) -> list[dict[str, Any]]:
         return [json.loads(payload) for _, payload in self.rows(connector, limit)]
@@ -284,7 +320,8 @@ def _same(env: Envelope) -> Envelope:
 
 
 def spool_for(runtime: Runtime) -> Spool:
-    return shared(Spool, runtime.state_dir / "spool.sqlite3")
+    key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
+    return shared(Spool, runtime.state_dir / "spool.sqlite3").use_key(key)
 
 
 class Connector:
@@ -298,6 +335,9 @@ class Connector:
 
     def __init__(self, runtime: Runtime, publisher: Publisher, name: str) -> None:
         self.runtime, self.publisher, self.name = runtime, publisher, name
+        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
+        """The pseudonym key: authors' pseudonyms, message ids, dead letters' ids (before the
+        checkpoint: a migration may need it)."""
         path = runtime.state_dir / "checkpoints" / f"{name}.json"
         self.checkpoint = Checkpoint(path, self.CHECKPOINT_VERSION, self.migrate_checkpoint)
         self._lock = threading.Lock()  # one poll at a time per connector
@@ -335,6 +375,12 @@ class Connector:
         """The checkpoint state of an older ``version`` in this connector's current format."""
         raise ValueError(f"{self.name}: no migration from checkpoint format {version}")
 
+    def envelope(self, **fields: Any) -> Envelope:
+        """An intake envelope of this channel (``envelope.make``'s fields), its id keyed: every
+        connector makes its envelopes here, so none can put a caller's number in an id."""
+        fields.setdefault("channel", self.channel)
+        return envelope.make(id_key=self.key, **fields)
+
     # --- one item (step 2) -----------------------------------------------------------
 
     def read_item(self, page: Page, convert: Callable[[], Envelope | None],
@@ -366,8 +412,8 @@ class Connector:
     def fit(self, env: Envelope) -> Envelope:
         """``env`` as a record Kafka takes (module docstring, **Size**); raises BadMessage
         when it cannot be one."""
-        if len(env["id"]) > MAX_ID_CHARS:
-            raise BadMessage(f"message id of {len(env['id'])} characters (at most {MAX_ID_CHARS})")
+        if len(source := str(env.get("source_id") or "")) > MAX_ID_CHARS:
+            raise BadMessage(f"source id of {len(source)} characters (at most {MAX_ID_CHARS})")
         whole = {f: env[f] for f in TEXT_FIELDS if isinstance(env.get(f), str)}
         budget = dict.fromkeys(whole, self.max_text_chars)
         limit = getattr(self.publisher, "max_value_bytes", MAX_VALUE_BYTES)
@@ -539,9 +585,10 @@ class Connector:
     def dead(self, reason: str, msg_id: str, source: dict[str, Any], excerpt: str = "") -> Out:
         """The dead letter of an unreadable item; the reason is masked like the excerpt, since
         it may quote the item (``bad time '13907971234'``), and every string is cut short and
-        made printable (a lone surrogate in a name would make the dead letter unwritable)."""
+        made printable (a lone surrogate in a name would make the dead letter unwritable). The
+        id is keyed (``envelope.opaque_id``) before it is logged: a file name may be a phone number."""
         reason = printable(mask_text(printable(reason, 4 * REASON_CHARS)), REASON_CHARS)
-        msg_id = printable(msg_id, MAX_ID_CHARS)
+        msg_id = envelope.opaque_id(msg_id, self.key)
         source = {k: printable(v, REASON_CHARS) if isinstance(v, str) else v for k, v in source.items()}
         log.warning("dead-lettered: %s", reason, extra={"connector": self.name, "id": msg_id})
         return deadletter(self.runtime, self.stage, reason, msg_id=msg_id, source=source,

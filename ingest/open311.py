@@ -45,7 +45,7 @@ address, about 30 are taken and the rest refused.
 **Delivery order** of one POST — the guarantee lives in this order:
 
 1. Check the api_key, parse and validate (GeoReport errors, nothing kept).
-2. The envelope, with id ``open311:<service_request_id>``; email, phone and
+2. The envelope, source id the ``service_request_id`` (keyed into its id); email, phone and
    names go to ``pii`` only (``raw`` holds the non-personal fields).
 3. :meth:`Connector.spool` it (fsync'd SQLite; returns at once).
 4. Record it in the local index (``open311.sqlite3``: id, status, the public

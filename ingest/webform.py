@@ -182,7 +182,6 @@ class WebFormConnector(Connector):
         self.poll_seconds = self.cfg.poll_seconds
         self.page_size = self.cfg.page_size
         self.timeout = self.TIMEOUT
-        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
 
     @classmethod
     def from_config(cls, runtime, make_publisher):
@@ -241,7 +240,7 @@ class WebFormConnector(Connector):
         name, phone, id_card = (_text(item, f) or None for f in PII_FIELDS)
         address = _text(item, "address")
         raw = {k: v for k, v in item.items() if k not in PII_FIELDS}  # PII lives in ``pii`` only
-        return envelope.make(
+        return self.envelope(
             channel="webform", account=self.name, source_id=_source_id(item),
             title=_text(item, "title"), text=content.strip(),
             posted_at=parse_time(item.get("created_at")),
@@ -259,7 +258,7 @@ class WebFormConnector(Connector):
         source = {"connector": self.name, "id": ref}
         if isinstance(item, dict) and isinstance(item.get("updated_at"), str):
             source["updated_at"] = item["updated_at"]
-        return self.dead(reason, envelope.message_id("webform", ref), source, excerpt[:EXCERPT_CHARS])
+        return self.dead(reason, envelope.message_id("webform", ref, self.key), source, excerpt[:EXCERPT_CHARS])
 
     # --- HTTP ------------------------------------------------------------------------
 

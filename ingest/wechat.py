@@ -24,7 +24,7 @@ in this order:
 3. Events (subscribe, unsubscribe, CLICK, VIEW, SCAN, LOCATION reports…) are
    acknowledged and *not* published: they carry no citizen's words, and a
    follower count is not a case.
-4. A message becomes an intake envelope with id ``wechat:<appid>:<MsgId>``;
+4. A message becomes an intake envelope, source id ``<appid>:<MsgId>`` (keyed into its id);
    what cannot be read becomes a dead letter (the body is quarantined under the
    state directory; the dead letter carries the masked reason and a reference,
    no excerpt: the XML names the citizen's openid).

@@ -278,7 +278,6 @@ class WeiboConnector(Connector):
         self.poll_seconds = channel_cfg.poll_seconds
         self.max_pages = max(1, channel_cfg.max_pages)
         self.timeout = self.TIMEOUT
-        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
         self.gate = gate_for(self.api_base)
 
     @classmethod
@@ -401,7 +400,7 @@ class WeiboConnector(Connector):
         author, pii = self._author(status)
         pics = status.get("pics")
         urls = [u for u in map(_pic_url, pics if isinstance(pics, list) else []) if u]
-        return envelope.make(
+        return self.envelope(
             channel="weibo", account=self.account_id, source_id=mid, text=strip_html(html),
             posted_at=parse_created(status.get("created_at")), author=author, pii=pii,
             context=_context(status.get("retweeted_status"), self.CONTEXT_CHARS),
@@ -419,7 +418,7 @@ class WeiboConnector(Connector):
         on = post if post is not None else comment.get("status")
         url = _pic_url(comment.get("pic"))
         text = strip_html(html) or ("[图片]" if url else "")
-        return envelope.make(
+        return self.envelope(
             channel="weibo", account=self.account_id, source_id=cid, text=text,
             posted_at=parse_created(comment.get("created_at")), author=author, pii=pii,
             context=_context(on, self.CONTEXT_CHARS),

@@ -18,8 +18,21 @@ import pytest
 import yaml
 
 from wenzheng.config import DEFAULT_DIR, load
+from wenzheng.core import envelope
 
 BOOTSTRAP_ENV = "WENZHENG_TEST_BOOTSTRAP_SERVERS"
+TEST_KEY = "test-key-not-for-production"
+"""The pseudonym key of every test configuration (``write_config``): message ids are keyed with it."""
+
+
+def expected_id(channel: str, source_id: object) -> str:
+    """The message id a test configuration gives the item ``source_id`` of ``channel``."""
+    return envelope.message_id(channel, str(source_id), TEST_KEY.encode())
+
+
+def make_envelope(**fields) -> dict:
+    """``envelope.make`` with the test key, as a connector of a test configuration makes envelopes."""
+    return envelope.make(id_key=TEST_KEY.encode(), **fields)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +61,7 @@ def write_config(directory: Path, bootstrap: str | None = None, **sections) -> P
         "kafka": {"bootstrap_servers": [bootstrap] if bootstrap else [], "topic_prefix": prefix, "partitions": 3},
         "http": {"host": "127.0.0.1", "port": free_port()},
         "state": {"dir": str(directory / "state")},
-        "privacy": {"pseudonym_key": "test-key"},
+        "privacy": {"pseudonym_key": TEST_KEY},
     }
     runtime.update({k: v for k, v in sections.items() if k in runtime or k in ("classifier", "ledger")})
     (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime, allow_unicode=True), encoding="utf-8")

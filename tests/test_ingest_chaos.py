@@ -20,7 +20,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from tests.conftest import write_config
+from tests.conftest import expected_id, write_config
 from tests.kafka_util import Watcher
 from wenzheng.app.demo import to_call
 from wenzheng.config import load
@@ -67,10 +67,10 @@ class ChaosRun:
         self.calls = [dict(to_call({"text": f"第{i}个电话：南康区唐江镇停水两天了"}, i), call_id=f"CH-{i:04d}")
                       for i in range(120)]
         self.pushes = list(range(1, 151))
-        self.expected = ({f"weibo:{i}" for u in self.uids for i, e in _citizens(weibo, u)}
-                         | {f"webform:{sid}" for sid in webform.items}
-                         | {f"hotline:{c['call_id']}" for c in self.calls}
-                         | {f"wechat:{APPID}:{m}" for m in self.pushes})
+        self.expected = ({expected_id("weibo", i) for u in self.uids for i, e in _citizens(weibo, u)}
+                         | {expected_id("webform", sid) for sid in webform.items}
+                         | {expected_id("hotline", c["call_id"]) for c in self.calls}
+                         | {expected_id("wechat", f"{APPID}:{m}") for m in self.pushes})
         self.stop, self.calm = threading.Event(), threading.Event()
 
     def _config(self, tmp_path, bootstrap):

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import free_port, write_config
+from tests.conftest import TEST_KEY, expected_id, free_port, make_envelope, write_config
 from wenzheng.config import load
 from wenzheng.core import envelope
 from wenzheng.core.envelope import iso
@@ -67,8 +67,8 @@ def traffic(config) -> list[dict]:
                      "360703", f"解放路{900 + k}号井盖丢失", "webform"))
     out = []
     for msg_id, at, cat, mtype, county, text, channel in msgs:
-        env = envelope.masked(envelope.make(channel=channel, account="gz", source_id=msg_id.split(":", 1)[1],
-                                            text=text, posted_at=at), key=b"test-key")  # as the classify stage
+        env = envelope.masked(make_envelope(channel=channel, account="gz", source_id=msg_id.split(":", 1)[1],
+                                            text=text, posted_at=at), key=TEST_KEY.encode())  # as classify
         env["received_at"] = iso(at)
         env["classification"] = {"category": cat, "category_confidence": 0.9, "type": mtype,
                                  "jurisdiction": county, "model_version": "scripted"}
@@ -128,7 +128,7 @@ def test_a_scripted_month_in_sqlite_and_postgresql(tmp_path, bootstrap, workers,
                 c["first_response_due"])
 
     assert sorted(map(key, lite)) == sorted(map(key, pg))
-    repeats = [m for m in msgs if m["id"].startswith("hotline:r")]
+    repeats = [m for m in msgs if m["channel"] == "hotline"]  # only the repeats come by the hotline
     assert len(lite) == len(msgs) - len(repeats)  # every repeat merged, nothing else
     merged = {mid for c in lite for mid in c["message_ids"] if c["duplicates"]}
     assert {m["id"] for m in repeats} <= merged
@@ -136,7 +136,7 @@ def test_a_scripted_month_in_sqlite_and_postgresql(tmp_path, bootstrap, workers,
 
     by_msg = {c["message_ids"][0]: c for c in lite}
     for k, ((at, _), (first, answer)) in enumerate(ANCHORS.items()):
-        c = by_msg[f"webform:a{k}"]
+        c = by_msg[expected_id("webform", f"a{k}")]
         assert (c["first_response_due"], c["answer_due"]) == (
             datetime.fromisoformat(first).replace(tzinfo=SH), datetime.fromisoformat(answer).replace(tzinfo=SH)), at
 

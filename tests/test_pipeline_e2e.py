@@ -16,6 +16,7 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import expected_id
 from tests.kafka_util import Watcher
 from wenzheng.app.demo import to_call
 from wenzheng.classify.model import corpus_files, read_labelled
@@ -80,7 +81,7 @@ def test_kill_a_worker_midway_nothing_lost_nothing_doubled(victim, config_dir, w
     # each co-handling office's (联合办理).
     placed = [(r.topic, r.key.decode()) for r in routed.poll()]
     assert len(placed) == len(set(placed)), f"{len(placed) - len(set(placed))} doubled"
-    assert sorted({i for _, i in placed}) == sorted(f"hotline:{c['call_id']}" for c in good)
+    assert sorted({i for _, i in placed}) == sorted(expected_id("hotline", c["call_id"]) for c in good)
     queues_of = Counter(i for _, i in placed)
     for r in routed.records:
         routing = json.loads(r.value)["routing"]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 
-from tests.conftest import write_config
+from tests.conftest import expected_id, make_envelope, write_config
 from tests.kafka_util import read_values
 from wenzheng.audit.read import plan, read, read_only_consumer
 from wenzheng.audit.replay import ReplayError, run
@@ -39,7 +39,7 @@ def _stream(rt) -> list[str]:
     p = KafkaProducer(bootstrap_servers=rt.bootstrap, acks="all")
     ids = []
     for i, r in enumerate(rows):
-        env = envelope.make(channel="webform", account="web", source_id=f"r{i}", title=r.get("title") or "",
+        env = make_envelope(channel="webform", account="web", source_id=f"r{i}", title=r.get("title") or "",
                             text=r["text"], posted_at=envelope.now())
         p.send(rt.topics.intake, key=env["id"].encode(), value=envelope.encode(env))
         ids.append(env["id"])
@@ -234,6 +234,6 @@ def test_dead_letters_are_refed_once_after_the_connector_is_fixed(tmp_path, boot
     again = run(fixed, topic=rt.topics.deadletter, republish_to=rt.topics.intake, out=tmp_path / "r2", show_progress=False)
     assert (first["republished"], again.get("republished", 0), again["already_there"]) == (1, 0, 1)
     intake = {v["id"]: v for v in read_values(bootstrap, rt.topics.intake)}
-    assert set(intake) == {"hotline:C8", "hotline:C-2026-0301-0007"}
-    assert intake["hotline:C-2026-0301-0007"]["text"] == "章贡区红旗大道的路灯坏了三天了"
+    assert set(intake) == {expected_id("hotline", "C8"), expected_id("hotline", "C-2026-0301-0007")}
+    assert intake[expected_id("hotline", "C-2026-0301-0007")]["text"] == "章贡区红旗大道的路灯坏了三天了"
     rt.journal.close()

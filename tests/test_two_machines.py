@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from tests.conftest import write_config
+from tests.conftest import make_envelope, write_config
 from tests.kafka_util import Watcher
 from wenzheng.config import load
 from wenzheng.core import envelope
@@ -50,11 +50,12 @@ def test_a_stage_on_two_machines_doubles_nothing_when_one_dies(tmp_path, bootstr
     cfg = write_config(tmp_path, bootstrap, state=state, classifier={"model_dir": str(tiny_model)})
     rt = Runtime(load(cfg)).connect()
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
-    ids = [f"hotline:TM-{i:05d}" for i in range(N)]
-    for i, mid in enumerate(ids):
-        env = envelope.make(channel="hotline", account="12345", source_id=mid.split(":")[1],
+    ids = []
+    for i in range(N):
+        env = make_envelope(channel="hotline", account="12345", source_id=f"TM-{i:05d}",
                             text=TEXTS[i % len(TEXTS)], posted_at=envelope.now())
-        producer.send(rt.topics.intake, key=mid.encode(), value=envelope.encode(env))
+        ids.append(env["id"])
+        producer.send(rt.topics.intake, key=env["id"].encode(), value=envelope.encode(env))
     producer.flush()
     producer.close()
     out = Watcher(bootstrap, [rt.topics.classified])

@@ -92,3 +92,26 @@ def test_a_generated_city_keeps_its_own_state_and_drop_folder(tmp_path, capsys):
 def test_an_unknown_stage_is_one_line(capsys):
     code, _, err = run(capsys, "worker", "dispatch")
     assert code == 2 and "unknown stage 'dispatch'" in one_line(err)
+
+
+@pytest.mark.parametrize("key, why", [("", "is not set"), ("wenzheng-dev-only-key", "published development key"),
+                                      ("short", "shorter than 16")])
+def test_a_worker_will_not_start_without_a_key_of_its_own(tmp_path, capsys, monkeypatch, key, why):
+    """Message ids and pseudonyms are keyed hashes of phone numbers and handles: under a known
+    key they are reversible (there are ~10^11 numbers), so no worker starts with one."""
+    monkeypatch.setenv("WENZHENG_PSEUDONYM_KEY", key)
+    monkeypatch.setenv("WENZHENG_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # never dialled: it stops before
+    code, _, err = run(capsys, "worker", "classify", "--config", str(city_copy(tmp_path)))
+    line = one_line(err)
+    assert code == 2 and "privacy.pseudonym_key" in line and why in line and "WENZHENG_PSEUDONYM_KEY" in line
+
+
+def test_a_message_id_says_nothing_of_the_source_id():
+    from wenzheng.core import envelope
+
+    a = envelope.message_id("hotline", "13907971234", b"k" * 32)
+    assert a.startswith("hotline:") and "13907971234" not in a and len(a) == len("hotline:") + envelope.ID_HEX
+    assert a == envelope.message_id("hotline", "13907971234", b"k" * 32)  # the same item: the same id
+    assert a != envelope.message_id("hotline", "13907971234", b"j" * 32)  # another key: another id
+    assert envelope.opaque_id("file:13907971234.json:ab12", b"k" * 32).startswith("ref:")
+    assert envelope.opaque_id(a, b"k" * 32) == a

@@ -7,6 +7,7 @@ import time
 
 from kafka import KafkaProducer
 
+from tests.conftest import expected_id, make_envelope
 from tests.kafka_util import read_values
 from wenzheng.app.cli import main
 from wenzheng.classify.model import Classifier
@@ -86,7 +87,7 @@ def test_running_worker_switches_to_the_promoted_model_between_batches(runtime, 
 
     def send(n, start):
         for i in range(start, start + n):
-            env = envelope.make(channel="wechat", account="gz", source_id=f"m{i}", text="路灯坏了",
+            env = make_envelope(channel="wechat", account="gz", source_id=f"m{i}", text="路灯坏了",
                                 posted_at=envelope.now())
             producer.send(runtime.topics.intake, key=env["id"].encode(), value=envelope.encode(env))
         producer.flush()
@@ -107,5 +108,5 @@ def test_running_worker_switches_to_the_promoted_model_between_batches(runtime, 
     producer.close()
     versions = {v["id"]: v["classification"]["model_version"] for v in read_values(bootstrap, runtime.topics.classified)}
     assert len(versions) == 40 == len(read_values(bootstrap, runtime.topics.classified))
-    assert {versions[f"wechat:m{i}"] for i in range(20)} == {"first"}
-    assert {versions[f"wechat:m{i}"] for i in range(20, 40)} == {"second"}
+    assert {versions[expected_id("wechat", f"m{i}")] for i in range(20)} == {"first"}
+    assert {versions[expected_id("wechat", f"m{i}")] for i in range(20, 40)} == {"second"}

@@ -6,6 +6,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import make_envelope
 from wenzheng.core import envelope, privacy
 from wenzheng.core.privacy import contains_pii, mask_reason, mask_text, protect, pseudonym
 
@@ -90,7 +91,7 @@ def test_pseudonym_is_stable_keyed_and_not_the_handle():
 
 
 def test_masked_envelope_drops_pii_and_keeps_chinese():
-    env = envelope.make(channel="hotline", account="12345", source_id="c1", text="我叫张三丰，手机13800138000，路灯坏了",
+    env = make_envelope(channel="hotline", account="12345", source_id="c1", text="我叫张三丰，手机13800138000，路灯坏了",
                         posted_at=envelope.now(), pii={"caller_name": "张三丰", "caller_number": "13800138000"})
     out = envelope.masked(env, {"topic": "wz.intake", "partition": 0, "offset": 7})
     assert "pii" not in out and out["raw_ref"]["offset"] == 7

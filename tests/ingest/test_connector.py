@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import TEST_KEY, expected_id, make_envelope
+from wenzheng.config.schema import PrivacySettings
 from wenzheng.core import envelope
 from wenzheng.core.errors import BadMessage, TransientError
 from wenzheng.core.kafka import Topics
@@ -30,13 +32,18 @@ class Recorder:
         return outs
 
 
+def wf(ref: object) -> str:
+    return expected_id("webform", ref)
+
+
 def env(i: int) -> dict:
-    return envelope.make(channel="webform", account="t", source_id=str(i), text=f"第{i}条", posted_at=envelope.now())
+    return make_envelope(channel="webform", account="t", source_id=str(i), text=f"第{i}条", posted_at=envelope.now())
 
 
 def fake_runtime(tmp_path, max_text_chars: int = 256 * 1024):
     return SimpleNamespace(state_dir=tmp_path, topics=Topics("t."),
-                           settings=SimpleNamespace(channels=SimpleNamespace(max_text_chars=max_text_chars)))
+                           settings=SimpleNamespace(channels=SimpleNamespace(max_text_chars=max_text_chars),
+                                                    privacy=PrivacySettings(pseudonym_key=TEST_KEY)))
 
 
 class Paged(Connector):
@@ -65,8 +72,8 @@ def test_each_page_is_published_then_acked_then_checkpointed(tmp_path):
     save = c.checkpoint.save
     c.checkpoint.save = lambda: (saves.append(dict(c.checkpoint.state)), events.append(("saved",)), save())
     assert c.poll() == 3
-    assert events == [("publish", ["webform:1", "webform:2"]), ("acked", 1), ("saved",), ("publish", []),
-                      ("publish", ["webform:3"]), ("acked", 2), ("closed",)]
+    assert events == [("publish", [wf(1), wf(2)]), ("acked", 1), ("saved",), ("publish", []),
+                      ("publish", [wf(3)]), ("acked", 2), ("closed",)]
     assert saves == [{"n": 2}] and c.cursors == [{}]
     assert json.loads(c.checkpoint.path.read_text(encoding="utf-8")) == {"version": 1, "state": {"n": 2}}
 
@@ -109,7 +116,7 @@ def test_a_bad_item_is_a_masked_dead_letter_and_never_backs_off(tmp_path):
     dead = c.dead("bad time '13907971234'", "webform:9", {"id": "9"}, "电话13907971234")
     c.pages = [Page([env(1)], [dead], state={"n": 9}, fetched=2)]
     assert c.run_once() == 1
-    assert events[0] == ("publish", ["webform:1", "ingest.paged:webform:9"])
+    assert events[0] == ("publish", [wf(1), f"ingest.paged:{wf(9)}"])  # the id keyed: the item's own
     assert "13907971234" not in json.dumps(dead.value, ensure_ascii=False)
     assert c._backoff == 0.0 and c.checkpoint.state == {"n": 9}
 
@@ -158,9 +165,10 @@ def test_any_exception_in_one_item_is_its_dead_letter_and_only_a_transient_one_e
     for ref, exc in [("a", ValueError("invalid literal for int() with base 10: '13907971234x'")),
                      ("b", RecursionError("maximum recursion depth exceeded")), ("c", KeyError("text"))]:
         assert c.read_item(page, partial(boom, exc), partial(dead, ref)) is None
-    assert c.read_item(page, partial(env, 1), partial(dead, "d"))["id"] == "webform:1"
+    assert c.read_item(page, partial(env, 1), partial(dead, "d"))["id"] == wf(1)
     assert c.read_item(page, lambda: None, partial(dead, "e")) is None  # skipped: neither
-    assert [e["id"] for e in page.envelopes] == ["webform:1"] and [o.value["id"] for o in page.dead] == ["a", "b", "c"]
+    assert [e["id"] for e in page.envelopes] == [wf(1)]
+    assert [o.value["id"] for o in page.dead] == [expected_id("ref", r) for r in "abc"]  # keyed
     reasons = [o.value["reason"] for o in page.dead]
     # where: the innermost frame of wenzheng's own code (here the template's, as the test raised it)
     assert reasons[0].startswith("unreadable: ValueError at wenzheng.ingest.base:")
@@ -179,18 +187,18 @@ def test_an_item_that_defeats_its_own_dead_letter_still_gets_one(tmp_path):
 
     c.read_item(page, partial(int, "x"), describe)
     (out,) = page.dead
-    assert out.value["id"].startswith("webform:unreadable:") and "describing it failed too" in out.value["reason"]
+    assert out.value["id"].startswith("webform:") and "describing it failed too" in out.value["reason"]
 
 
 def test_a_long_text_is_cut_with_a_marker_and_raw_keeps_its_short_fields(tmp_path):
     c = Paged(tmp_path, [], [])
     c.max_text_chars = 1000
-    e = envelope.make(channel="webform", account="t", source_id="9", text="长" * 5000, context="问" * 10,
+    e = make_envelope(channel="webform", account="t", source_id="9", text="长" * 5000, context="问" * 10,
                       posted_at=envelope.now(), raw={"content": "长" * 5000, "updated_at": "2026-11-22 09:15:03"})
     out = c.fit(e)
     assert len(out["text"]) == 1000 and out["text"].endswith("…[截断：原文 5000 字]") and out["context"] == "问" * 10
     assert out["raw"] == {"updated_at": "2026-11-22 09:15:03", "_omitted": ["content"]}
-    short = envelope.make(channel="webform", account="t", source_id="8", text="短", posted_at=envelope.now(),
+    short = make_envelope(channel="webform", account="t", source_id="8", text="短", posted_at=envelope.now(),
                           raw={"content": "短"})
     assert c.fit(dict(short)) == short  # nothing to cut: untouched
 
@@ -198,28 +206,28 @@ def test_a_long_text_is_cut_with_a_marker_and_raw_keeps_its_short_fields(tmp_pat
 def test_an_envelope_is_cut_to_what_the_producer_sends(tmp_path):
     c = Paged(tmp_path, [], [])
     c.publisher.max_value_bytes = 20_000
-    e = envelope.make(channel="webform", account="t", source_id="9", text="长" * 9000, context="问" * 9000,
+    e = make_envelope(channel="webform", account="t", source_id="9", text="长" * 9000, context="问" * 9000,
                       posted_at=envelope.now())
     out = c.fit(e)
     assert len(envelope.encode(out)) <= 20_000 and out["text"].endswith("原文 9000 字]")
-    big_pii = envelope.make(channel="webform", account="t", source_id="7", text="短", posted_at=envelope.now(),
+    big_pii = make_envelope(channel="webform", account="t", source_id="7", text="短", posted_at=envelope.now(),
                             pii={"name": "名" * 20_000})
     with pytest.raises(BadMessage, match="over the record limit"):
         c.fit(big_pii)
     with pytest.raises(BadMessage, match="surrogates not allowed"):
-        c.fit(envelope.make(channel="webform", account="t", source_id="6", text="坏\ud800", posted_at=envelope.now()))
+        c.fit(make_envelope(channel="webform", account="t", source_id="6", text="坏\ud800", posted_at=envelope.now()))
 
 
 def test_a_damaged_spool_row_is_dead_lettered_and_the_drain_goes_on(tmp_path):
     events: list = []
     c = Paged(tmp_path, [], events)
     c._drainer = SimpleNamespace(is_alive=lambda: True)  # no drainer thread: this test drains
-    c.spool([env(1), env(2), envelope.make(channel="webform", account="t", source_id="3", text="坏\ud800",
+    c.spool([env(1), env(2), make_envelope(channel="webform", account="t", source_id="3", text="坏\ud800",
                                            posted_at=envelope.now())])
     spool = spool_for(c.runtime)
     with spool.db.transaction() as tx:
-        tx.execute("UPDATE spool SET payload=? WHERE msg_id='webform:2'", [b"{not json"])
+        tx.execute("UPDATE spool SET payload=? WHERE msg_id=?", [b"{not json", wf(2)])
     assert c.drain() == 1
     published = [ids for kind, ids in events if kind == "publish"]
-    assert published == [["webform:1", "ingest.paged:webform:2"], ["ingest.paged:webform:3"]]
+    assert published == [[wf(1), f"ingest.paged:{wf(2)}"], [f"ingest.paged:{wf(3)}"]]
     assert spool.count(c.name) == 0 and spool.count(c.dead_spool) == 0

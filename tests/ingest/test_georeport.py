@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port, write_config
+from tests.conftest import expected_id, free_port, write_config
 from tests.ingest.test_wechat import wait_for
 from tests.kafka_util import read_values
 from wenzheng.config import load
@@ -97,4 +97,4 @@ def test_the_georeport_client_lists_reads_and_filters(worker, bootstrap):
     wait_for(lambda: len(read_values(bootstrap, runtime.topics.intake)) == 2, what="both requests on intake")
     time.sleep(0.2)
     assert {v["id"] for v in read_values(bootstrap, runtime.topics.intake)} == {
-        f"open311:{srid}", f"open311:{other.json()[0]['service_request_id']}"}
+        expected_id("open311", srid), expected_id("open311", other.json()[0]["service_request_id"])}

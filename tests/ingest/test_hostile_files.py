@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.conftest import expected_id
 from tests.kafka_util import read_values
 from wenzheng.core.delivery import Publisher
 from wenzheng.core.kafka import producer as make_producer
@@ -90,12 +91,12 @@ def test_poison_never_blocks_the_folder_and_no_link_is_followed(hotline, bootstr
     assert published == len(good) + 2  # the good ones, the 3 MB one (cut) and the odd one
 
     intake = {v["id"]: v for v in read_values(bootstrap, hotline.runtime.topics.intake)}
-    assert set(intake) == {f"hotline:{cid}" for cid in good.values()} | {"hotline:big", "hotline:odd"}
-    text = intake["hotline:big"]["text"]
+    assert set(intake) == {expected_id("hotline", cid) for cid in [*good.values(), "big", "odd"]}
+    text = intake[expected_id("hotline", "big")]["text"]
     assert text.startswith("市民反映：") and text.endswith(f"…[截断：原文 {len(big)} 字]")
-    assert len(text) == hotline.max_text_chars and intake["hotline:big"]["raw"] == {"file": "big.json",
+    assert len(text) == hotline.max_text_chars and intake[expected_id("hotline", "big")]["raw"] == {"file": "big.json",
                                                                                      "_omitted": ["call"]}
-    assert len(json.dumps(intake["hotline:big"], ensure_ascii=False).encode()) < MAX_VALUE_BYTES
+    assert len(json.dumps(intake[expected_id("hotline", "big")], ensure_ascii=False).encode()) < MAX_VALUE_BYTES
 
     dead = {v["source"]["file"]: v for v in read_values(bootstrap, hotline.runtime.topics.deadletter)}
     bad_name = "bad\\udcffname.json"
@@ -121,7 +122,9 @@ def test_poison_never_blocks_the_folder_and_no_link_is_followed(hotline, bootstr
     assert os.path.islink(quarantine / "secret.json") and (outside / "secret.txt").read_text() == SECRET + "\n"
     assert (quarantine / "pipe.json").is_fifo() and (quarantine / "folder.json").is_dir()
     assert (quarantine / "deep.json.reason.txt").read_text(encoding="utf-8").startswith("bad JSON: nested too deep")
-    assert {p.name for p in folder.iterdir()} == {"quarantine", "big.json", "odd.json", *good}
+    assert {p.name for p in folder.iterdir()} == {"quarantine", "archive"}  # published: archived
+    assert {p.name for day in (folder / "archive").iterdir() for p in day.iterdir()} == {"big.json", "odd.json",
+                                                                                         *good}
 
     assert hotline.run_once() == 0 and len(read_values(bootstrap, hotline.runtime.topics.deadletter)) == len(dead)
 

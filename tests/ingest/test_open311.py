@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.conftest import TEST_KEY, expected_id
 from tests.kafka_util import read_values
 from wenzheng.config.schema import CATEGORIES, WebFormChannel
 from wenzheng.core.delivery import Publisher
@@ -25,6 +26,10 @@ FORM = {"service_code": "urban_management", "description": "章贡区红旗大�
         "lat": "25.8311", "long": "114.9336", "address_string": "章贡区红旗大道88号",
         "email": "liu.jianhua@example.com", "first_name": "建华", "last_name": "刘", "phone": "13907971234",
         "media_url": "https://wz.ganzhou.gov.cn/upload/2026/11/lamp.jpg"}
+
+
+def o311(srid: str) -> str:
+    return expected_id("open311", srid)
 
 
 class Client:
@@ -108,20 +113,20 @@ def test_form_and_json_requests_land_on_intake_with_pii_only_in_pii(stack):
     json_id = body[0]["service_request_id"]
 
     by_id = {v["id"]: v for v in stack.wait_for(2)}
-    assert set(by_id) == {f"open311:{form_id}", f"open311:{json_id}"}
-    env = by_id[f"open311:{form_id}"]
+    assert set(by_id) == {o311(form_id), o311(json_id)}
+    env = by_id[o311(form_id)]
     assert env["channel"] == "open311" and env["source_id"] == form_id
     assert env["text"] == FORM["description"]
     assert env["location"] == {"text": "章贡区红旗大道88号", "lat": 25.8311, "lon": 114.9336}
     assert env["attachments"] == [{"kind": "image", "url": FORM["media_url"]}]
-    assert env["author"] == pseudonym(b"test-key", "open311", "13907971234")
+    assert env["author"] == pseudonym(TEST_KEY.encode(), "open311", "13907971234")
     assert env["pii"] == {"name": "刘建华", "first_name": "建华", "last_name": "刘",
                           "email": "liu.jianhua@example.com", "phone": "13907971234"}
     assert env["raw"]["service_code"] == "urban_management"
     public = json.dumps({k: v for k, v in env.items() if k != "pii"}, ensure_ascii=False)
     for secret in ("13907971234", "liu.jianhua@example.com", "刘建华"):
         assert secret not in public
-    env = by_id[f"open311:{json_id}"]
+    env = by_id[o311(json_id)]
     assert env["pii"]["phone"] == "13507970001" and env["location"]["lat"] is None
     assert "13507970001" not in json.dumps({k: v for k, v in env.items() if k != "pii"})
     stack.connector.drain()  # waits for a drain in flight (the drain lock); nothing left to send
@@ -229,7 +234,7 @@ def test_resubmission_with_the_same_idempotency_key_is_one_request(stack):
     values = stack.wait_for(3)
     time.sleep(0.5)
     ids = [v["id"] for v in stack.intake()]
-    assert sorted(ids) == sorted({f"open311:{srid}", f"open311:{a}", f"open311:{b}"}) and len(values) == 3
+    assert sorted(ids) == sorted({o311(srid), o311(a), o311(b)}) and len(values) == 3
 
 
 def test_a_retry_whose_first_attempt_died_before_answering_is_not_doubled(stack):
@@ -243,7 +248,7 @@ def test_a_retry_whose_first_attempt_died_before_answering_is_not_doubled(stack)
     stack.wait_for(1)
     time.sleep(0.5)
     connector.drain()
-    assert [v["id"] for v in stack.intake()] == [f"open311:{srid}"]
+    assert [v["id"] for v in stack.intake()] == [o311(srid)]
 
 
 def test_push_only_connector_drains_in_run_once(runtime, bootstrap):
@@ -255,7 +260,7 @@ def test_push_only_connector_drains_in_run_once(runtime, bootstrap):
         env = c.to_envelope("feedfacecafebeef", c._validate(dict(FORM)), None)
         spool_for(runtime).add(c.name, [env])  # as if pushed just before a restart
         assert c.run_once() == 1
-        assert [v["id"] for v in st.intake()] == ["open311:feedfacecafebeef"]
+        assert [v["id"] for v in st.intake()] == [o311("feedfacecafebeef")]
     finally:
         c.publisher.close()
 

@@ -12,10 +12,11 @@ from collections import Counter
 import pytest
 import yaml
 
-from tests.conftest import write_config
+from tests.conftest import TEST_KEY, expected_id, write_config
 from tests.kafka_util import read_values
 from wenzheng.config import load
 from wenzheng.config.schema import WebFormChannel
+from wenzheng.core import envelope
 from wenzheng.core.delivery import Publisher
 from wenzheng.core.errors import TransientError
 from wenzheng.core.kafka import producer as make_producer
@@ -26,6 +27,10 @@ from wenzheng.ingest.open311 import Open311Connector
 from wenzheng.ingest.webform import WebFormAuthError, WebFormConnector
 
 TOKEN = "webform-test-token"
+
+
+def wf(ref: object) -> str:
+    return expected_id("webform", ref)
 
 
 def configure(runtime, **webform) -> None:
@@ -64,20 +69,21 @@ def test_same_second_across_page_boundaries_none_skipped_none_repeated(runtime, 
     configure(runtime, base_url=fake.url, token=TOKEN, page_size=10)
     conns.append(c := connector(runtime))
     assert c.poll() == 250
-    assert intake(bootstrap, runtime) == Counter(f"webform:{i}" for i in ids)
+    assert intake(bootstrap, runtime) == Counter(wf(i) for i in ids)
     assert sorted(fake.served) == ids  # each item fetched exactly once: the cursor neither re-reads nor skips
     assert fake.count() == 25  # 25 full pages; the last says has_more: false
     assert c.checkpoint.state == {"updated_at": fake.items[ids[-1]]["updated_at"], "id": ids[-1]}
 
     item = fake.items[ids[0]]
-    env = next(v for v in read_values(bootstrap, runtime.topics.intake) if v["id"] == f"webform:{ids[0]}")
+    env = next(v for v in read_values(bootstrap, runtime.topics.intake) if v["id"] == wf(ids[0]))
     assert env["text"] == item["content"] and env["title"] == item["title"]
     assert env["posted_at"] == item["created_at"].replace(" ", "T") + "+08:00"
-    assert env["author"] == pseudonym(b"test-key", "webform", item["phone"])
+    assert env["author"] == pseudonym(TEST_KEY.encode(), "webform", item["phone"])
     assert env["pii"] == {"name": item["name"], "phone": item["phone"], "id_card": item.get("id_card")}
     assert env["location"]["text"] == item["address"]
     public = json.dumps({k: v for k, v in env.items() if k != "pii"}, ensure_ascii=False)
-    assert item["phone"] not in public and item["name"] not in public and not contains_pii(public)
+    assert item["phone"] not in public and item["name"] not in public  # the address is on intake, as written
+    assert not contains_pii(json.dumps(envelope.masked(env, key=TEST_KEY.encode()), ensure_ascii=False))
     with_photos = next(v for v in read_values(bootstrap, runtime.topics.intake) if v["attachments"])
     assert {a["kind"] for a in with_photos["attachments"]} == {"image"}
 
@@ -94,8 +100,8 @@ def test_a_second_poll_publishes_only_new_ones_and_edits_are_not_new_messages(ru
     assert c.poll() == 15
     assert c.poll() == 0
     seen = intake(bootstrap, runtime)
-    assert seen == Counter(f"webform:{i}" for i in first + same_second + later)
-    env = next(v for v in read_values(bootstrap, runtime.topics.intake) if v["id"] == f"webform:{first[3]}")
+    assert seen == Counter(wf(i) for i in first + same_second + later)
+    env = next(v for v in read_values(bootstrap, runtime.topics.intake) if v["id"] == wf(first[3]))
     assert env["text"] != "补充：路灯还是不亮"  # the first version stands; the edit was read past, not published
     assert c.checkpoint.state["id"] == later[-1]
 
@@ -111,12 +117,12 @@ def test_restart_from_the_checkpoint_does_not_double(runtime, bootstrap, fake, c
     c.checkpoint.save = crash
     with pytest.raises(KeyboardInterrupt):
         c.poll()
-    assert intake(bootstrap, runtime) == Counter(f"webform:{i}" for i in ids[:25])
+    assert intake(bootstrap, runtime) == Counter(wf(i) for i in ids[:25])
 
     conns.append(again := connector(runtime))  # the restart: the cursor is still at the beginning
     assert again.checkpoint.state == {}
     assert again.poll() == 35  # page 1 fetched again: its ids are known as published, not sent twice
-    assert intake(bootstrap, runtime) == Counter(f"webform:{i}" for i in ids)
+    assert intake(bootstrap, runtime) == Counter(wf(i) for i in ids)
 
     before = fake.count()
     conns.append(third := connector(runtime))  # a clean restart resumes from the saved cursor
@@ -145,7 +151,7 @@ def test_upstream_faults_back_off_and_recover(runtime, bootstrap, fake, conns, f
     c._resume_at = 0.0  # the back-off has passed
     assert c.run_once() == 12
     assert c._backoff == 0.0
-    assert intake(bootstrap, runtime) == Counter(f"webform:{i}" for i in ids)
+    assert intake(bootstrap, runtime) == Counter(wf(i) for i in ids)
 
 
 def test_a_wrong_token_is_refused(runtime, fake, conns):
@@ -170,14 +176,14 @@ def test_malformed_items_are_dead_lettered_while_the_rest_flow(runtime, bootstra
     configure(runtime, base_url=fake.url, token=TOKEN, page_size=4)
     conns.append(c := connector(runtime))
     assert c.poll() == 6
-    assert intake(bootstrap, runtime) == Counter(f"webform:{i}" for i in good + more)
+    assert intake(bootstrap, runtime) == Counter(wf(i) for i in good + more)
     dead = read_values(bootstrap, runtime.topics.deadletter)
     assert len(dead) == 5
     by_id = {d["id"]: d for d in dead}
-    assert set(by_id) >= {f"webform:{i}" for i in bad}
-    assert by_id[f"webform:{bad[0]}"]["reason"] == "submission has no content"
-    assert by_id[f"webform:{bad[1]}"]["reason"] == "submission has no content"
-    assert "bad time" in by_id[f"webform:{bad[2]}"]["reason"]
+    assert set(by_id) >= {wf(i) for i in bad}
+    assert by_id[wf(bad[0])]["reason"] == "submission has no content"
+    assert by_id[wf(bad[1])]["reason"] == "submission has no content"
+    assert "bad time" in by_id[wf(bad[2])]["reason"]
     assert "13907971234" not in json.dumps(dead, ensure_ascii=False)  # excerpts are masked
     assert any(d["reason"] == "item has no id" for d in dead)
     assert c.poll() == 0 and len(read_values(bootstrap, runtime.topics.deadletter)) == 5
@@ -214,12 +220,12 @@ def test_items_that_used_to_fail_the_poll_are_dead_lettered_or_cut(runtime, boot
     conns.append(c := connector(runtime))
     assert c.run_once() == 6 and c._backoff == 0.0
     got = {v["id"]: v for v in read_values(bootstrap, runtime.topics.intake)}
-    assert set(got) == {f"webform:{i}" for i in [*good, *more, long, huge_id]}
-    assert got[f"webform:{long}"]["text"].endswith("…[截断：原文 3000012 字]")
+    assert set(got) == {wf(i) for i in [*good, *more, long, huge_id]}
+    assert got[wf(long)]["text"].endswith("…[截断：原文 3000012 字]")
     dead = {d["id"]: d["reason"] for d in read_values(bootstrap, runtime.topics.deadletter)}
-    assert set(dead) == {f"webform:{year_one}", f"webform:{deep}"}
-    assert dead[f"webform:{year_one}"] == "bad time '0001-01-01T00:00:00+14:00'"
-    assert "Recursion limit" in dead[f"webform:{deep}"]
+    assert set(dead) == {wf(year_one), wf(deep)}
+    assert dead[wf(year_one)] == "bad time '0001-01-01T00:00:00+14:00'"
+    assert "Recursion limit" in dead[wf(deep)]
     assert c.checkpoint.state["id"] == more[-1]
 
 

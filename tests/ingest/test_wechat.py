@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 
-from tests.conftest import free_port, write_config
+from tests.conftest import TEST_KEY, expected_id, free_port, write_config
 from tests.kafka_util import read_values
 from wenzheng.config import load
 from wenzheng.core import envelope
@@ -54,6 +54,11 @@ ACCOUNTS = {
     "gz": {"appid": APPID, "token": TOKEN, "name": "赣州问政"},
     "gzaes": {"appid": APPID_AES, "token": TOKEN, "encoding_aes_key": AES_KEY},
 }
+
+
+def wx(appid: str, msg_id: object) -> str:
+    """The id of the push ``msg_id`` to account ``appid``."""
+    return expected_id("wechat", f"{appid}:{msg_id}")
 
 
 def wechat_config(directory, bootstrap, accounts, api_base="http://127.0.0.1:9", poll_seconds=3600, **wechat):
@@ -131,11 +136,11 @@ def test_plain_text_lands_on_intake_with_openid_only_in_pii(stack):
     sent = "南康区唐江镇幸福路的路灯坏了一个月，电话13907971234，请尽快修理。"
     status, body = stack.plain.push(text_xml(sent, 6221731580000000001, create_time=1763774103))
     assert status == 200 and "已收到" in body.decode()  # the plain passive receipt
-    env = stack.one(f"wechat:{APPID}:6221731580000000001")
+    env = stack.one(wx(APPID, 6221731580000000001))
     assert env["text"] == sent and env["channel"] == "wechat" and env["account"] == "gz"
     assert env["posted_at"] == "2025-11-22T09:15:03+08:00"  # CreateTime, Asia/Shanghai
     assert env["pii"] == {"openid": OPENID}
-    assert env["author"] == pseudonym(b"test-key", "wechat", OPENID)
+    assert env["author"] == pseudonym(TEST_KEY.encode(), "wechat", OPENID)
     assert env["raw"]["Content"] == sent  # the pushed XML as a dict: intake only, like pii
     assert OPENID not in json.dumps({k: v for k, v in env.items() if k not in ("pii", "raw")})
     assert OPENID not in json.dumps(envelope.masked(env), ensure_ascii=False)
@@ -147,7 +152,7 @@ def test_safe_mode_text_is_decrypted_and_answered_encrypted(stack):
     assert status == 200 and b"<Encrypt>" in body and "已收到".encode() not in body
     reply = stack.aes.decrypt_reply(body)
     assert reply["MsgType"] == "text" and reply["ToUserName"] == OPENID and "已收到" in reply["Content"]
-    env = stack.one(f"wechat:{APPID_AES}:6221731580000000002")
+    env = stack.one(wx(APPID_AES, 6221731580000000002))
     assert env["text"] == sent and env["account"] == "gzaes" and env["pii"] == {"openid": OPENID}
 
 
@@ -158,13 +163,13 @@ def test_image_voice_and_location(stack):
                           encrypt=True)[0] == 200
     assert stack.plain.push(location_xml(25.831, 114.933, "江西省赣州市章贡区红旗大道", 6221731580000000005))[0] == 200
 
-    image = stack.one(f"wechat:{APPID}:6221731580000000003")
+    image = stack.one(wx(APPID, 6221731580000000003))
     assert image["attachments"] == [{"kind": "image", "url": pic, "media_id": "media-img-1"}]
     assert image["text"] == "[图片]"
-    voice = stack.one(f"wechat:{APPID_AES}:6221731580000000004")
+    voice = stack.one(wx(APPID_AES, 6221731580000000004))
     assert voice["text"] == "小区门口垃圾三天没人清运"
     assert voice["attachments"] == [{"kind": "voice", "media_id": "media-voice-1", "format": "amr"}]
-    place = stack.one(f"wechat:{APPID}:6221731580000000005")
+    place = stack.one(wx(APPID, 6221731580000000005))
     assert place["location"] == {"text": "江西省赣州市章贡区红旗大道", "lat": 25.831, "lon": 114.933, "scale": "15"}
     assert "红旗大道" in place["text"]
 
@@ -175,7 +180,7 @@ def test_events_are_acknowledged_not_published(stack):
                 event_xml("unsubscribe", from_user=follower)):
         assert stack.plain.push(xml, openid=follower) == (200, b"success")
     assert stack.plain.push(text_xml("事件之后的留言", 6221731580000000006))[0] == 200
-    stack.one(f"wechat:{APPID}:6221731580000000006")  # published after the events: they had their chance
+    stack.one(wx(APPID, 6221731580000000006))  # published after the events: they had their chance
     assert all(v["pii"].get("openid") != follower for vs in stack.intake().values() for v in vs)
 
 
@@ -185,8 +190,8 @@ def test_forged_and_unsigned_pushes_are_refused(stack):
     assert stack.aes.push(text_xml("伪造密文", 6221731580000000009), encrypt=True, forge="msg")[0] == 403
     assert stack.aes.push(text_xml("明文冒充", 6221731580000000010), encrypt=False, forge=True)[0] == 403
     assert stack.plain.push(text_xml("之后的真留言", 6221731580000000011))[0] == 200
-    stack.one(f"wechat:{APPID}:6221731580000000011")
-    ids = stack.intake(*(f"wechat:{a}:62217315800000000{n}" for a in (APPID, APPID_AES) for n in ("07", "08", "09", "10")))
+    stack.one(wx(APPID, 6221731580000000011))
+    ids = stack.intake(*(wx(a, f"62217315800000000{n}") for a in (APPID, APPID_AES) for n in ("07", "08", "09", "10")))
     assert not any(ids.values())
 
 
@@ -194,10 +199,10 @@ def test_a_retried_push_lands_once(stack):
     xml = text_xml("同一条消息，微信重试了三次", 6221731580000000012)
     for _ in range(3):
         assert stack.plain.push(xml)[0] == 200
-    msg_id = f"wechat:{APPID}:6221731580000000012"
+    msg_id = wx(APPID, 6221731580000000012)
     stack.one(msg_id)
     assert stack.aes.push(text_xml("加密的也一样", 6221731580000000013), encrypt=True)[0] == 200
-    stack.one(f"wechat:{APPID_AES}:6221731580000000013")
+    stack.one(wx(APPID_AES, 6221731580000000013))
     assert stack.plain.push(xml)[0] == 200  # a late retry, after it was published: the journal knows it
     time.sleep(1.0)
     assert len(stack.intake(msg_id)[msg_id]) == 1
@@ -222,8 +227,8 @@ def test_a_plaintext_push_to_a_safe_mode_account_is_refused(stack):
     to_plain = PushClient(stack.plain.url, TOKEN, APPID, AES_KEY)  # a plain account has no key to open it
     assert to_plain.push(text_xml("给明文账号的密文", 6221731580000000301), encrypt=True)[0] == 403
     assert stack.aes.push(text_xml("之后的真留言", 6221731580000000302), encrypt=True)[0] == 200
-    stack.one(f"wechat:{APPID_AES}:6221731580000000302")
-    assert not stack.intake(f"wechat:{APPID_AES}:6221731580000000300")[f"wechat:{APPID_AES}:6221731580000000300"]
+    stack.one(wx(APPID_AES, 6221731580000000302))
+    assert not stack.intake(wx(APPID_AES, 6221731580000000300))[wx(APPID_AES, 6221731580000000300)]
     assert len(dead_letters(stack, "gzaes")) == kept  # refused, not kept
 
 
@@ -239,8 +244,8 @@ def test_replayed_and_stale_pushes_are_refused(stack):
     assert stack.plain.push(text_xml("五分钟前签的", 6221731580000000313), timestamp=old)[0] == 403
     assert stack.aes.push(text_xml("来自未来", 6221731580000000314), encrypt=True, timestamp=now + 400)[0] == 403
     assert stack.plain.push(text_xml("之后的真留言", 6221731580000000315))[0] == 200
-    stack.one(f"wechat:{APPID}:6221731580000000315")
-    ids = stack.intake(*(f"wechat:{a}:62217315800000003{n}" for a in (APPID, APPID_AES) for n in (11, 13, 14)))
+    stack.one(wx(APPID, 6221731580000000315))
+    ids = stack.intake(*(wx(a, f"62217315800000003{n}") for a in (APPID, APPID_AES) for n in (11, 13, 14)))
     assert not any(ids.values())
 
 
@@ -302,10 +307,10 @@ def test_an_oversized_push_is_refused_and_a_near_limit_one_does_not_hold_back_th
     t0 = time.monotonic()
     for i in range(20):
         assert stack.plain.push(text_xml(f"大消息之后的第{i}条", 6221731580000000340 + i))[0] == 200
-    ids = [f"wechat:{APPID}:{6221731580000000340 + i}" for i in range(20)]
+    ids = [wx(APPID, 6221731580000000340 + i) for i in range(20)]
     wait_for(lambda: all(stack.intake(*ids).values()), timeout=10, what="the 20 pushes after the large one")
     assert time.monotonic() - t0 < 10
-    big = stack.one(f"wechat:{APPID}:6221731580000000331")
+    big = stack.one(wx(APPID, 6221731580000000331))
     assert big["text"].endswith("…[截断：原文 349000 字]")
 
 
@@ -330,7 +335,7 @@ def test_a_wenzheng_worker_ingest_process_serves_the_callback(bootstrap, tmp_pat
         assert status == 200 and "已收到" in client.decrypt_reply(body)["Content"]
         runtime = Runtime(load(cfg)).connect(create_topics=False)
         wait_for(lambda: read_values(bootstrap, runtime.topics.intake), what="the published push")
-        assert [v["id"] for v in read_values(bootstrap, runtime.topics.intake)] == [f"wechat:{APPID_AES}:6221731580000000200"]
+        assert [v["id"] for v in read_values(bootstrap, runtime.topics.intake)] == [wx(APPID_AES, 6221731580000000200)]
     finally:
         proc.terminate()
         try:
@@ -382,7 +387,7 @@ def test_pushes_while_kafka_is_down_are_kept_and_published_after(bootstrap, tmp_
         assert client.push(text_xml("断网期间的第0条留言", 6221731580000000100))[0] == 200  # retry
         conn.drain()
         ids = sorted(v["id"] for v in read_values(bootstrap, runtime.topics.intake))
-        assert ids == [f"wechat:{APPID}:{6221731580000000100 + i}" for i in range(3)]
+        assert ids == sorted(wx(APPID, 6221731580000000100 + i) for i in range(3))
         assert spool_for(runtime).count("wechat.gz") == 0
     finally:
         service.stop()

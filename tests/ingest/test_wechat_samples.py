@@ -16,7 +16,7 @@ import hashlib
 
 import pytest
 
-from tests.ingest.test_wechat import ingest_worker, wait_for, wechat_config
+from tests.ingest.test_wechat import ingest_worker, wait_for, wechat_config, wx
 from tests.kafka_util import read_values
 from wenzheng.ingest.fakes.wechat import PushClient
 
@@ -90,7 +90,7 @@ def test_the_encryption_guides_sample_is_decrypted_and_published(worker_url, boo
     assert signed(SAMPLE_TOKEN, SAMPLE_QUERY["timestamp"], SAMPLE_QUERY["nonce"])["signature"] == query["signature"]
     status, body = post(f"{url}/wechat/sample", query, SAMPLE_ENCRYPTED)
     assert status == 200 and b"<Encrypt>" in body
-    (env,) = intake(bootstrap, runtime, f"wechat:{SAMPLE_APPID}:6054768590064713728")
+    (env,) = intake(bootstrap, runtime, wx(SAMPLE_APPID, 6054768590064713728))
     assert env["text"] == "abcdteT" and env["posted_at"] == "2014-09-03T17:14:28+08:00"
     assert env["pii"] == {"openid": "oyORnuP8q7ou2gfYjqLzSIWZf0rs"}
 
@@ -105,7 +105,7 @@ def test_the_message_pages_samples_become_envelopes(worker_url, bootstrap):
         assert status == 200, kind
     assert post(f"{url}/wechat/doctext", signed(DOC_TOKEN, "1348831861", "event"), DOC.format(DOC_EVENT)) == \
         (200, b"success")
-    got = {kind: intake(bootstrap, runtime, f"wechat:{doc_appid(kind)}:1234567890123456")[0] for kind in DOC_SAMPLES}
+    got = {kind: intake(bootstrap, runtime, wx(doc_appid(kind), 1234567890123456))[0] for kind in DOC_SAMPLES}
     assert got["text"]["text"] == "this is a test"
     assert got["image"]["attachments"] == [{"kind": "image", "url": "this is a url", "media_id": "media_id"}]
     assert got["voice"]["text"] == "腾讯微信团队"

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import write_config
+from tests.conftest import TEST_KEY, expected_id, write_config
 from tests.kafka_util import read_values
 from wenzheng.config import load
 from wenzheng.config.schema import WeiboAccount, WeiboChannel
@@ -25,6 +25,10 @@ from wenzheng.core.runtime import Runtime
 from wenzheng.ingest import weibo
 from wenzheng.ingest.fakes.weibo import HOTFLOW_PATH, MENTIONS_PATH, FakeWeibo
 from wenzheng.ingest.weibo import LoginRequired, Throttled, WeiboConnector
+
+
+def wb(ref: object) -> str:
+    return expected_id("weibo", ref)
 
 
 class Env:
@@ -76,7 +80,7 @@ def fake():
 
 def citizens(fake: FakeWeibo, uid: str) -> set[str]:
     """Ids of what the account should publish: citizens' mentions and comments, not its own words."""
-    return {f"weibo:{i}" for i, e in fake.expected.items()
+    return {wb(i) for i, e in fake.expected.items()
             if e["uid"] == uid and not e["own"] and e["kind"] in ("mention", "comment")}
 
 
@@ -107,7 +111,7 @@ def test_first_poll_takes_everything_second_only_new_restart_no_double(env, fake
     fake.add_comment(c.uid, post["mid"], "已转交。", own=True)
     assert c.poll() == 2
     got = env.intake(c.account_id)
-    assert {f"weibo:{new_m['mid']}", f"weibo:{new_c['id']}"} <= set(got) and all(len(v) == 1 for v in got.values())
+    assert {wb(new_m['mid']), wb(new_c['id'])} <= set(got) and all(len(v) == 1 for v in got.values())
 
     # A restart from the saved checkpoint asks one page per stream and publishes nothing again.
     since = time.monotonic()
@@ -126,7 +130,7 @@ def test_paging_stops_at_max_pages_and_resumes(env):
         counts += [c.poll() for _ in range(4)]
         assert counts == [5, 5, 2, 1, 0]
         got = env.intake(c.account_id)
-        assert set(got) == citizens(fake, c.uid) and f"weibo:{late['mid']}" in got
+        assert set(got) == citizens(fake, c.uid) and wb(late['mid']) in got
         assert all(len(v) == 1 for v in got.values())
         assert "resume" not in c.checkpoint.state["streams"]["mentions"]
 
@@ -135,16 +139,16 @@ def test_text_long_html_emoji_own_and_fields(env, fake):
     c = env.connector(fake)
     c.poll()
     got = {k: v[0] for k, v in env.intake(c.account_id).items()}
-    long_ids = {f"weibo:{m}" for m in fake.long_text} & set(got)
+    long_ids = {wb(m) for m in fake.long_text} & set(got)
     assert long_ids, "the fake makes some citizens' posts long"
     for msg_id, env_ in got.items():
-        exp = fake.expected[msg_id.split(":", 1)[1]]
+        exp = fake.expected[env_["source_id"]]
         assert env_["text"] == exp["text"], msg_id
         assert "<" not in env_["text"] and "&amp;" not in env_["text"]
         assert env_["channel"] == "weibo" and env_["account"] == c.account_id
         assert env_["posted_at"].endswith("+08:00") and env_["posted_at"].startswith("2026-11-2")
         uid = str(env_["raw"]["user"]["id"])
-        assert env_["author"] == pseudonym(b"test-key", "weibo", uid)
+        assert env_["author"] == pseudonym(TEST_KEY.encode(), "weibo", uid)
         assert env_["pii"] == {"screen_name": env_["raw"]["user"]["screen_name"], "uid": uid}
     for msg_id in long_ids:
         assert "全文" not in got[msg_id]["text"] and len(got[msg_id]["text"]) > 140
@@ -153,9 +157,9 @@ def test_text_long_html_emoji_own_and_fields(env, fake):
     pics = [e for e in got.values() if e["raw"].get("pics")]
     assert pics and all(e["attachments"] and e["attachments"][0]["url"].startswith("https://wx1.sinaimg.cn/large/")
                         for e in pics)
-    comments = [e for k, e in got.items() if fake.expected[k[6:]]["kind"] == "comment" and "status" not in e["raw"]]
+    comments = [e for e in got.values() if fake.expected[e["source_id"]]["kind"] == "comment" and "status" not in e["raw"]]
     assert comments and all(e["context"].startswith("【") for e in comments)  # the post they answer
-    own = {f"weibo:{i}" for i, e in fake.expected.items() if e["uid"] == c.uid and e["own"]}
+    own = {wb(i) for i, e in fake.expected.items() if e["uid"] == c.uid and e["own"]}
     assert len(own) > 3 and not own & set(got)
 
 
@@ -171,7 +175,7 @@ def test_malformed_items_dead_lettered_rest_flow(env, fake):
                          "text": '<span class="url-icon"></span>', "user": {"id": 3}})
     c.poll()
     got = env.intake(c.account_id)
-    assert set(got) == citizens(fake, c.uid) and f"weibo:{good['mid']}" in got
+    assert set(got) == citizens(fake, c.uid) and wb(good['mid']) in got
     dead = env.dead(c.account_id)
     reasons = sorted(d["reason"] for d in dead)
     assert len(dead) == 4, reasons
@@ -277,7 +281,7 @@ def test_a_bare_list_answer_is_one_page_and_nothing_doubles(env):
         fresh = fake.add_mention(c.uid, "大余县南安镇新华街的下水道堵了")
         assert c.poll() == 1 and c.poll() == 0
         got = env.intake(c.account_id)
-        assert f"weibo:{fresh['mid']}" in got and all(len(v) == 1 for v in got.values())
+        assert wb(fresh['mid']) in got and all(len(v) == 1 for v in got.values())
 
 
 def test_display_counts_are_read_and_every_later_posts_comments_published(env):
@@ -295,7 +299,7 @@ def test_display_counts_are_read_and_every_later_posts_comments_published(env):
         posts[0]["comments_count"] = 0
         late = fake.add_comment(c.uid, posts[0]["mid"], "什么时候修？")
         posts[0]["comments_count"] = "100万+"
-        assert c.poll() == 1 and f"weibo:{late['id']}" in env.intake(c.account_id)
+        assert c.poll() == 1 and wb(late['id']) in env.intake(c.account_id)
         assert c.poll() == 0
 
 

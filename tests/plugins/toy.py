@@ -34,8 +34,8 @@ class ToyConnector(Connector):
 
     def fetch(self, cursor: dict) -> Iterator[Page]:
         total = self.runtime.settings.channels.toy.count
-        new = [envelope.make(channel="toy", account="toy", source_id=f"T{i:04d}", text=TEXTS[i % len(TEXTS)],
-                             posted_at=envelope.now()) for i in range(cursor.get("sent", 0), total)]
+        new = [self.envelope(account="toy", source_id=f"T{i:04d}", text=TEXTS[i % len(TEXTS)],
+                              posted_at=envelope.now()) for i in range(cursor.get("sent", 0), total)]
         if new:
             yield Page(envelopes=new, state={"sent": total}, fetched=len(new))
 
