@@ -107,6 +107,8 @@ cases_t = sa.Table(
     sa.Column("envelope", sa.Text),
     sa.Index("cases_place_time", "jurisdiction", "received_at"),
     sa.Index("cases_received", "received_at"),
+    sa.Index("cases_status", "status", "triage", "received_at"),  # the open ones among years of closed ones
+    sa.Index("cases_office", "office_id", "status"),
 )
 messages_t = sa.Table(
     "case_messages", meta,
@@ -150,6 +152,8 @@ outbox_t = sa.Table(
     sa.Column("sent_at", sa.DateTime, index=True),
     sa.Column("leased_until", sa.DateTime),
 )
+ROW_COLUMNS = tuple(c for c in cases_t.c if c.name not in ("title", "text", "norm", "envelope"))
+"""What :meth:`Ledger._row` reads."""
 seq_t = sa.Table(
     "case_seq", meta,
     sa.Column("day", sa.String(8), primary_key=True),
@@ -224,6 +228,8 @@ class Ledger:
                                            f"{col.type.compile(self.engine.dialect)}")
             for (case_id,) in db.execute(sa.select(cases_t.c.id).where(cases_t.c.check_code.is_(None))).all():
                 db.execute(cases_t.update().where(cases_t.c.id == case_id).values(check_code=new_check_code()))
+            for index in cases_t.indexes:  # create_all makes a missing table's indexes, not a new index
+                index.create(db, checkfirst=True)
 
     @property
     def sqlite(self) -> bool:
@@ -604,16 +610,16 @@ class Ledger:
             return None
         return self.get(tracking_no)
 
-    def open_cases(self, *, office_id: str | None = None, triage: bool | None = None) -> list[dict]:
-        """Open cases of an office (lead or co-handling) or of triage, each with its classification
-        and pending extension request; oldest first (the console sorts them as each view needs)."""
-        q = sa.select(cases_t).where(cases_t.c.status.in_(OPEN))
-        if triage is not None:
-            q = q.where(cases_t.c.triage.is_(triage))
-        if office_id is not None:  # co_offices is a JSON list: match the quoted id, then check
-            q = q.where(sa.or_(cases_t.c.office_id == office_id, cases_t.c.co_offices.contains(f'"{office_id}"')))
+    def open_cases(self, *, office_id: str | None = None, triage: bool | None = None, extension: bool = False,
+                   by_deadline: bool = False, limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Open cases of an office (lead or co-handling), of triage, or with an extension request
+        waiting (``extension``), each with its classification and pending request; oldest first,
+        or by answer deadline (``by_deadline``: none last), ``limit`` of them from ``offset``."""
+        q = self._open(office_id, triage, extension)
+        order = ((cases_t.c.answer_due.is_(None), cases_t.c.answer_due) if by_deadline else ())
+        q = q.order_by(*order, cases_t.c.received_at, cases_t.c.id).limit(limit).offset(offset or None)
         with self.engine.connect() as db:
-            rows = db.execute(q.order_by(cases_t.c.received_at, cases_t.c.id)).all()
+            rows = db.execute(q).all()
             pending = {e.case_id: e for e in db.execute(sa.select(extensions_t).where(
                 extensions_t.c.state == "pending", extensions_t.c.case_id.in_([r.id for r in rows] or [-1])))}
         out = []
@@ -627,16 +633,53 @@ class Ledger:
                                               "office_id": ext.office_id, "requested_by": ext.requested_by}})
         return out
 
+    def count_open(self, *, office_id: str | None = None, triage: bool | None = None) -> int:
+        """How many :meth:`open_cases` there are (a page of them is what a queue shows)."""
+        q = self._open(office_id, triage, False).with_only_columns(sa.func.count())
+        with self.engine.connect() as db:
+            return db.execute(q).scalar_one()
+
+    @staticmethod
+    def _open(office_id: str | None, triage: bool | None, extension: bool):
+        q = sa.select(cases_t).where(cases_t.c.status.in_(OPEN))
+        if triage is not None:
+            q = q.where(cases_t.c.triage.is_(triage))
+        if office_id is not None:  # co_offices is a JSON list: match the quoted id, then check
+            q = q.where(sa.or_(cases_t.c.office_id == office_id, cases_t.c.co_offices.contains(f'"{office_id}"')))
+        if extension:
+            q = q.where(cases_t.c.id.in_(sa.select(extensions_t.c.case_id).where(extensions_t.c.state == "pending")))
+        return q
+
+    def late(self, now: datetime, hours: dict[str, float], limit: int) -> tuple[int, list[dict]]:
+        """Open cases with a 督办 milestone missed at ``now`` — ``hours``: claim, reply and close
+        hours from receipt, the reply also due by the answer deadline — or past that deadline
+        unanswered: how many, and the ``limit`` whose deadline passed first."""
+        at = now.astimezone(UTC).replace(tzinfo=None)
+
+        def past(h: str):
+            return cases_t.c.received_at <= at - timedelta(hours=hours[h])
+
+        missed = sa.or_(sa.and_(cases_t.c.claimed_at.is_(None), past("claim")),
+                        sa.and_(cases_t.c.replied_at.is_(None), sa.or_(past("reply"), cases_t.c.answer_due <= at)),
+                        sa.and_(cases_t.c.closed_at.is_(None), past("close")))
+        q = sa.select(cases_t).where(cases_t.c.status.in_(OPEN), missed)
+        with self.engine.connect() as db:
+            n = db.execute(q.with_only_columns(sa.func.count())).scalar_one()
+            rows = db.execute(q.order_by(sa.func.coalesce(cases_t.c.answer_due, cases_t.c.received_at), cases_t.c.id)
+                              .limit(limit)).all()
+        return n, [{**self._row(r, []), "triage": r.triage} for r in rows]
+
     def status_counts(self) -> dict[str, int]:
         with self.engine.connect() as db:
             rows = db.execute(sa.select(cases_t.c.status, sa.func.count()).group_by(cases_t.c.status)).all()
         return {status: n for status, n in rows}
 
     def cases(self, start: datetime, end: datetime) -> Iterator[dict]:
-        """Cases received in [start, end), as plain dicts (the report's input)."""
+        """Cases received in [start, end), as plain dicts (the report's input; without the texts,
+        which a month's worth would make many megabytes to read)."""
         with self.engine.connect() as db:
-            rows = db.execute(sa.select(cases_t).where(cases_t.c.received_at >= self._db(start),
-                                                       cases_t.c.received_at < self._db(end))
+            rows = db.execute(sa.select(*ROW_COLUMNS).where(cases_t.c.received_at >= self._db(start),
+                                                            cases_t.c.received_at < self._db(end))
                               .order_by(cases_t.c.received_at, cases_t.c.id)).all()
             links: dict[int, list[str]] = {}
             if rows:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
+import time
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -52,6 +55,8 @@ class Console:
         if not secret:
             log.warning("console.secret is empty: a random one is used, so sessions end when this worker restarts")
         self.secret = secret or secrets.token_urlsafe(32)
+        self._cache: dict[Hashable, tuple[float, object]] = {}
+        self._cache_lock = threading.Lock()
 
     def _env(self) -> jinja2.Environment:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -63,6 +68,19 @@ class Console:
                            place=lambda c: self.places.get(c, "不详"), mask=lambda t: mask_text(t or ""))
         env.globals.update(GRADE=labels.GRADE, MILESTONE=labels.MILESTONE, city=self.settings.city.name)
         return env
+
+    def cached(self, key: Hashable, make: Callable[[], object], seconds: float):
+        """``make()``, kept ``seconds`` under ``key`` (expired entries go when another is added)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = make()
+        with self._cache_lock:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            self._cache[key] = (now + seconds, value)
+        return value
 
     def office_name(self, office_id: str | None) -> str:
         office = self.offices.offices.get(office_id or "")

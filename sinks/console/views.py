@@ -14,7 +14,7 @@ from ..cases import DONE, CaseError, NotYours
 from ..dispatch import assignment_records, flush
 from ..supervise import grade
 from . import labels
-from .web import actor, back, error, page, refusal, render
+from .web import actor, back, error, page, pager, refusal, render
 
 
 def _place(classification: dict) -> str | None:
@@ -32,11 +32,12 @@ def colour(console, case: dict, now: datetime) -> tuple[str | None, list[dict]]:
 @page("dispatcher")
 def triage(console, request, account, form) -> Response:
     now = console.now()
+    pages = pager(request, console.ledger.count_open(triage=True))
     queue = [{**c, "place": _place(c["classification"]), "left": labels.left(c["first_response_due"], now),
               "overdue": bool(c["first_response_due"] and c["first_response_due"] < now)}
-             for c in console.ledger.open_cases(triage=True)]
-    extensions = [c for c in console.ledger.open_cases() if c["extension"]]
-    return render(request, "triage.html", queue=queue, extensions=extensions, now=now)
+             for c in console.ledger.open_cases(triage=True, limit=pages["size"], offset=pages["offset"])]
+    extensions = console.ledger.open_cases(extension=True)
+    return render(request, "triage.html", queue=queue, pager=pages, extensions=extensions, now=now)
 
 
 @page("clerk")
@@ -44,15 +45,14 @@ def office(console, request, account, form) -> Response:
     office_id = account.office_id or request.query_params.get("office", "")
     if office_id not in console.offices.offices:
         return error(request, 404, "请选择一个承办单位：/console/office?office=单位代码")
-    now = console.now()
-    cases = []
-    for c in console.ledger.open_cases(office_id=office_id):
+    now, cases = console.now(), []
+    pages = pager(request, console.ledger.count_open(office_id=office_id))
+    for c in console.ledger.open_cases(office_id=office_id, by_deadline=True, limit=pages["size"],
+                                       offset=pages["offset"]):
         worst, grades = colour(console, c, now)
         cases.append({**c, "colour": worst, "left": labels.left(c["answer_due"], now),
                       "lead": c["office_id"] == office_id, "why": _why(worst, grades)})
-    far = datetime.max.replace(tzinfo=now.tzinfo)
-    cases.sort(key=lambda c: (c["answer_due"] or far, c["received_at"]))
-    return render(request, "office.html", cases=cases, office_id=office_id, now=now,
+    return render(request, "office.html", cases=cases, pager=pages, office_id=office_id, now=now,
                   sv=console.settings.supervision)
 
 

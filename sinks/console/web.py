@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import anyio.to_thread
 from starlette.datastructures import FormData
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LOGIN = "/console/login"
+PAGE = 100
+"""Cases a queue page lists: a city's triage queue or a busy office can hold thousands."""
 Handler = Callable[["Console", Request, "Account | None", FormData], Response]
 
 
@@ -77,6 +79,17 @@ def back(request: Request, url: str, message: str | None = None) -> Response:
     if message:
         request.session["flash"] = message
     return RedirectResponse(url, 303)
+
+
+def pager(request: Request, total: int, size: int = PAGE) -> dict:
+    """The page of a queue asked for (``?page=N``, from 1): its offset, and links to the others
+    that keep the rest of the query (an admin's ``?office=``)."""
+    pages = max(1, -(-total // size))
+    asked = request.query_params.get("page", "1")
+    page = min(max(1, int(asked)), pages) if asked.isdigit() else 1
+    params = {k: v for k, v in request.query_params.items() if k != "page"}
+    return {"page": page, "pages": pages, "size": size, "total": total, "offset": (page - 1) * size,
+            "href": lambda n: f"{request.url.path}?{urlencode({**params, 'page': n})}"}
 
 
 def client(request: Request) -> str:

@@ -16,8 +16,6 @@ tests skip and say which is missing.
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,11 +23,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.kafka_util import read_values
-from tests.sinks.console.seed import Spec, publish, routed
-from wenzheng.app.workers import http_limits, make_worker
-from wenzheng.config import load
-from wenzheng.core.runtime import Runtime
-from wenzheng.core.service import Service
+from tests.sinks.console.seed import Spec, Workbench, routed
 from wenzheng.route.router import Router
 
 try:
@@ -81,59 +75,23 @@ SPECS = {
 }
 
 
-class Workbench:
-    """A ledger worker as ``wenzheng worker ledger`` runs it (app/workers.py), in this process."""
-
-    def __init__(self, config_dir: Path):
-        self.config = load(config_dir)
-        self.runtime = Runtime(self.config).connect()
-        self.worker = make_worker(self.runtime, "ledger")
-        self.service = Service("127.0.0.1", 0, "ledger", http_limits(self.config.settings.http))
-        self.service.health = self.worker.health
-        self.service.add(*self.worker.routes())
-        self.service.start()
-        self.thread = threading.Thread(target=self.worker.run, name="ledger", daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.service.port}"
-        self.ledger = self.worker.stage.ledger
-        self.numbers: dict[str, str] = {}
-        self.ids: dict[str, str] = {}
-
-    def seed(self, bootstrap: str) -> None:
-        """The specs' messages onto wz.routed; back once the worker made a case of each."""
-        for name, role, office in ACCOUNTS:
-            self.worker.stage.accounts.add(name, role, PASSWORD, office)
-        router, now = Router(self.config, self.runtime.offices), datetime.now(self.ledger.tz)
-        messages = {key: routed(router, f"B-{key}", spec, now) for key, spec in SPECS.items()}
-        publish(bootstrap, self.runtime.topics.routed, list(messages.values()))
-        deadline = time.monotonic() + 60
-        while self.ledger.counts()["cases"] < len(SPECS) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        by_id = {m: c["tracking_no"] for c in self.ledger.cases(now - timedelta(days=30), now + timedelta(hours=1))
-                 for m in c["message_ids"]}
-        self.ids = {key: m["id"] for key, m in messages.items()}
-        self.numbers = {key: by_id[m["id"]] for key, m in messages.items()}
-        assert len(set(self.numbers.values())) == len(SPECS), "the seed messages must open a case each"
-
-    def stop(self) -> None:
-        """As the worker process ends: the stage's own producer (console and 督办 records) closed too,
-        or it goes on dialling the broker after the session stops it."""
-        self.worker.stop()
-        self.thread.join(30)
-        self.service.stop()
-        stage = self.worker.stage
-        stage.console_publisher.close()
-        if stage.job is not None:
-            stage.job.publisher.close(producer=False)
-        self.ledger.dispose()
-        self.runtime.journal.close()
+def seed(wb: Workbench, bootstrap: str) -> None:
+    """The accounts, and the specs' messages through the worker: ``wb.numbers`` and ``wb.ids`` by spec."""
+    for name, role, office in ACCOUNTS:
+        wb.accounts.add(name, role, PASSWORD, office)
+    router, now = Router(wb.config, wb.runtime.offices), datetime.now(wb.ledger.tz)
+    messages = {key: routed(router, f"B-{key}", spec, now) for key, spec in SPECS.items()}
+    numbers = wb.feed(bootstrap, list(messages.values()))
+    wb.ids = {key: m["id"] for key, m in messages.items()}
+    wb.numbers = {key: numbers[m["id"]] for key, m in messages.items()}
+    assert len(set(wb.numbers.values())) == len(SPECS), "the seed messages must open a case each"
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, bootstrap):
     wb = Workbench(write_config(tmp_path_factory.mktemp("workbench"), bootstrap))
     try:
-        wb.seed(bootstrap)
+        seed(wb, bootstrap)
         yield wb
     finally:
         wb.stop()
