@@ -41,7 +41,7 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("victim", ["ingest", "classify", "route"])
+@pytest.mark.parametrize("victim", ["classify", "route"])  # ingest: test_ingest_chaos.py kills it 3 times
 def test_kill_a_worker_midway_nothing_lost_nothing_doubled(victim, config_dir, workers, bootstrap, tiny_model, tmp_path):
     config = load(config_dir)
     rt = Runtime(config).connect()  # creates the topics so the watcher can follow them
