@@ -92,7 +92,7 @@ DEFAULT_PARAMS = {
     "title_weight": 1,     # times the title's words count (1: as the text's)
     "request_weight": 0,   # extra times the request sentences' words count (0: none)
     "handbook": "off",     # "words": the 归口 handbook's terms in the dictionary; "markers": also §label tokens
-    "calibration": "sigmoid",  # or "isotonic", "temperature"
+    "calibration": "temperature",  # or "sigmoid" (Platt, per class), "isotonic"
 }
 # What a parameter a model was saved without meant then: the behaviour before it existed.
 NEUTRAL_PARAMS = {"chars_min": None, "title_weight": 1, "request_weight": 0, "handbook": "off",
@@ -225,6 +225,9 @@ class Prediction:
     jurisdiction_source: str
     outputs: dict[str, tuple[str, float]] = dc_field(default_factory=dict)
     """The extra outputs (``classifier.outputs``): field → (label, confidence)."""
+    category_top: list[tuple[str, float]] = dc_field(default_factory=list)
+    """The :data:`TOP` likeliest categories and their confidence, likeliest first (the
+    dispatcher's workbench shows them: a triage message's second guess is often right)."""
 
     def label(self, name: str) -> str:
         return self.outputs[name][0] if name in self.outputs else getattr(self, name)
@@ -236,12 +239,15 @@ class Prediction:
 
     def record(self, model_version: str) -> dict:
         """The ``classification`` a classified message carries (without its time): the fixed
-        fields as they always were, then each extra output and its confidence."""
+        fields as they always were, then each extra output and its confidence, then
+        ``category_top`` (the three likeliest categories, ``[{category, confidence}]``)."""
         rec = {"category": self.category, "category_confidence": self.category_confidence, "type": self.type,
                "type_confidence": self.type_confidence, "jurisdiction": self.jurisdiction,
                "jurisdiction_source": self.jurisdiction_source, "model_version": model_version}
         for name, (label, conf) in self.outputs.items():
             rec[name], rec[f"{name}_confidence"] = label, conf
+        if self.category_top:
+            rec["category_top"] = [{"category": c, "confidence": p} for c, p in self.category_top]
         return rec
 
 
@@ -523,20 +529,25 @@ class Classifier:
         X = tfidf(self.vectorizer, feats)
         places = [self.places.resolve(c) for c in cleaned] if self.places else [(UNKNOWN, None)] * len(records)
         out: dict[str, tuple[list, np.ndarray | None]] = {}
+        top: list[list[tuple[str, float]]] = [[] for _ in records]
         for field, head in self.heads.items():
             if field != "jurisdiction":
-                out[field] = _best(head, X)
+                proba = head.predict_proba(X)
+                out[field] = _best(head, proba)
+                if field == "category":
+                    top = _top(head, proba)
                 continue
             rest = [i for i, (code, _) in enumerate(places) if code == UNKNOWN]
             if rest:
-                labels, _ = _best(head, X[rest])
+                labels, _ = _best(head, head.predict_proba(X[rest]))
                 full = [UNKNOWN] * len(records)
                 for j, i in enumerate(rest):
                     full[i] = labels[j]
                 out[field] = (full, None)
-        return [self._prediction(out, i, jur, name) for i, (jur, name) in enumerate(places)]
+        return [self._prediction(out, i, jur, name, top[i]) for i, (jur, name) in enumerate(places)]
 
-    def _prediction(self, out: dict, i: int, jur: str, name: str | None) -> Prediction:
+    def _prediction(self, out: dict, i: int, jur: str, name: str | None,
+                    top: list[tuple[str, float]]) -> Prediction:
         cat, catp = _pick(out, "category", i)
         typ, typp = _pick(out, "type", i)
         if jur != UNKNOWN:
@@ -549,7 +560,7 @@ class Classifier:
         for f in self.outputs:
             lab, conf = _pick(out, f, i)
             extra[f] = (lab, round(float(conf), 4))
-        return Prediction(cat, round(float(catp), 4), typ, round(float(typp), 4), jur, source, extra)
+        return Prediction(cat, round(float(catp), 4), typ, round(float(typp), 4), jur, source, extra, top)
 
     def evaluate(self, rows: list[dict], min_confidence: float | None = None) -> dict:
         """Accuracy, macro-F1 and per-class figures of every labelled field; for the fields with a
@@ -708,10 +719,18 @@ def auto_route(confidence, correct, target: float = 0.95, configured: float | No
     return out
 
 
-def _best(head, X) -> tuple[list[str], np.ndarray]:
-    proba = head.predict_proba(X)
+def _best(head, proba: np.ndarray) -> tuple[list[str], np.ndarray]:
     best = proba.argmax(axis=1)
     return [str(head.classes_[i]) for i in best], proba[np.arange(len(best)), best]
+
+
+TOP = 3
+"""How many categories a prediction lists (``Prediction.category_top``)."""
+
+
+def _top(head, proba: np.ndarray) -> list[list[tuple[str, float]]]:
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :TOP]
+    return [[(str(head.classes_[j]), round(float(row[j]), 4)) for j in idx] for row, idx in zip(proba, order, strict=True)]
 
 
 def _pick(out: dict, field: str, i: int) -> tuple[str, float]:

@@ -78,7 +78,7 @@ def test_evaluate_command_reports_the_output(model, tmp_path, capsys):
 def test_without_outputs_the_record_is_the_fixed_one():
     model = Classifier.train(ROWS, _settings([]))
     (p,) = model.predict([{"text": "电梯里有人被困"}])
-    assert model.outputs == [] and "urgency" not in model.heads and list(p.record("v")) == FIXED_KEYS
+    assert model.outputs == [] and "urgency" not in model.heads and list(p.record("v")) == [*FIXED_KEYS, "category_top"]
 
 
 def test_an_output_the_data_does_not_label_is_unknown_not_missing():
@@ -93,3 +93,17 @@ def test_outputs_that_would_clash_with_the_record_are_refused(bad):
     with pytest.raises(ValueError, match="classifier output"):
         check_outputs([bad])
     assert check_outputs(["urgency", "urgency", "risk"]) == ["urgency", "risk"]
+
+
+def test_a_prediction_lists_the_three_likeliest_categories(tiny_model):
+    """The dispatcher sees the model's top three: likeliest first, the first the prediction."""
+    from wenzheng.classify.model import Classifier
+    from wenzheng.config import load
+
+    model = Classifier.load(tiny_model, load().settings)
+    (p,) = model.predict([{"text": "小区楼下的烧烤店油烟直排，晚上还很吵，已经好几个月了"}])
+    rec = p.record("v")
+    top = rec["category_top"]
+    assert len(top) == 3 and top[0] == {"category": p.category, "confidence": p.category_confidence}
+    assert [t["confidence"] for t in top] == sorted((t["confidence"] for t in top), reverse=True)
+    assert len({t["category"] for t in top}) == 3

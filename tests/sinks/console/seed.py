@@ -44,6 +44,8 @@ class Spec:
     channel: str = "wechat"
     place: str | None = None
     """The place name the model found (the dispatcher sees it)."""
+    runners_up: tuple[tuple[str, float], ...] = ()
+    """The model's second and third categories, with their confidence."""
 
 
 def routed(router: Router, source_id: str, spec: Spec, now: datetime | None = None) -> dict:
@@ -56,7 +58,9 @@ def routed(router: Router, source_id: str, spec: Spec, now: datetime | None = No
     out["classification"] = {
         "category": spec.category, "category_confidence": spec.confidence, "type": spec.mtype,
         "type_confidence": 0.8, "jurisdiction": spec.jurisdiction,
-        "jurisdiction_source": f"place:{spec.place}" if spec.place else "county", "model_version": MODEL}
+        "jurisdiction_source": f"place:{spec.place}" if spec.place else "county", "model_version": MODEL,
+        "category_top": [{"category": c, "confidence": p} for c, p in ((spec.category, spec.confidence),
+                                                                       *spec.runners_up)]}
     out["routing"] = {**router.route(out), "routed_at": at}
     return out
 

@@ -67,7 +67,7 @@ SPECS = {
     "other": Spec("南康区唐江镇卢屋村的垃圾池满了没人清", 2, UM, "360703"),
     # the 问政办's triage queue
     "assign": Spec("南康区唐江镇新圩路一个建筑工程晚上十二点还在打桩，吵得整栋楼睡不着", 2, jurisdiction="360703",
-                   place="唐江镇", channel="hotline", **TRIAGE),
+                   place="唐江镇", channel="hotline", runners_up=(("housing_construction", 0.27), (UM, 0.18)), **TRIAGE),
     "spam": Spec("加微信领红包，转发抽奖 http://x.example/abc", 4, jurisdiction="unknown", channel="weibo", **TRIAGE),
     "repeat": Spec("和平路的路灯还是不亮，上周就打过电话了，到现在也没人来修", 3, jurisdiction="unknown", **TRIAGE),
     "old": Spec("咨询一下新生儿医保怎么办理，需要带什么材料", 26, jurisdiction="unknown", mtype="consultation",
@@ -161,6 +161,7 @@ def test_dispatcher_assigns_a_triage_message_to_a_lead_and_a_co_office(bench, pe
     row = page.locator(f"#triage-{no}")
     expect(row).to_contain_text("生态环境")  # the model's guess, with its confidence
     expect(row).to_contain_text("31.0%")
+    expect(row).to_contain_text("27.0%")  # and its runners-up
     expect(row).to_contain_text("唐江镇")
     expect(page.locator(f"#triage-{bench.numbers['old']}")).to_have_class("late")  # first response overdue
     expect(page.locator(f"#triage-{bench.numbers['old']} td.due")).to_contain_text("超时")
@@ -169,6 +170,10 @@ def test_dispatcher_assigns_a_triage_message_to_a_lead_and_a_co_office(bench, pe
     page.click(f"#triage-{no} a.case-link")
     expect(page.locator("#case-status")).to_have_text("待分派")
     expect(page.locator("#model-places")).to_contain_text("唐江镇")
+    guesses = page.locator("#model-categories li")  # the model's three likeliest, likeliest first
+    expect(guesses).to_have_count(3)
+    expect(guesses.nth(0)).to_contain_text("生态环境")
+    expect(guesses.nth(1)).to_contain_text("27.0%")
     page.select_option("#category", "environment")
     page.select_option("#type", "complaint")
     page.select_option("#jurisdiction", "360703")
