@@ -5,10 +5,8 @@ macro-F1 0.84, type 0.96, jurisdiction 0.99 — see the classifier's notes), so 
 regression fails here rather than in a county office's queue.
 """
 
-import time
 from pathlib import Path
 
-import jieba
 import pytest
 
 from wenzheng.classify.model import Classifier, corpus_files, is_test, read_labelled
@@ -68,35 +66,22 @@ def test_traditional_and_full_width_text_classify_alike(model, test_rows):
     assert same >= 0.95 and same_place >= 0.97
 
 
-def test_predict_keeps_pace_with_raw_jieba(model, test_rows):
-    """The stage's cost is tokenising: predicting must not cost much more than raw jieba
-    (measured: 1.1× its rate; the floor is loose because the machine may be busy)."""
-    rows = test_rows * 3
-    texts = [f"{r.get('title') or ''} {r['text']}" for r in rows]
-    jieba.lcut("预热")
-    model.predict(rows[:10])
-    best_jieba = best_model = 0.0
-    for _ in range(2):
-        t0 = time.perf_counter()
-        for t in texts:
-            jieba.lcut(t)
-        best_jieba = max(best_jieba, len(texts) / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        for i in range(0, len(rows), 500):
-            model.predict(rows[i : i + 500])
-        best_model = max(best_model, len(rows) / (time.perf_counter() - t0))
-    assert best_model >= 0.6 * best_jieba, (best_model, best_jieba)
+HOLDOUTS = Path(__file__).parents[2] / "classify" / "data" / "holdout"
+HOLDOUT_FLOORS = {  # macro-F1, a little under what the shipped parameters measured (in brackets)
+    "written-2026-12": {"category": 0.93, "type": 0.82, "jurisdiction": 0.96},  # (0.971, 0.858, 0.991)
+    "letters-asr-2026-12": {"category": 0.94, "type": 0.93, "jurisdiction": 0.96},  # (0.979, 0.974, 0.996)
+}
 
 
-HOLDOUT = Path(__file__).parents[2] / "classify" / "data" / "holdout" / "written-2026-12.jsonl"
-HOLDOUT_FLOORS = {"category": 0.90, "type": 0.80, "jurisdiction": 0.95}  # macro-F1; see the README
-
-
-def test_messages_written_apart_from_the_corpus(model):
-    """240 messages written after the model was built by someone who never saw the corpus:
-    the nearest this repository has to citizens' own words. Never trained on."""
-    rows = read_labelled([HOLDOUT])
-    assert len(rows) == 240 and not set(r["id"] for r in rows) & set(r["id"] for r in read_labelled(corpus_files()))
+@pytest.mark.parametrize("name, size", [("written-2026-12", 240), ("letters-asr-2026-12", 288)])
+def test_messages_written_apart_from_the_corpus(model, name, size):
+    """Messages written after the model was built by writers who never saw the corpus, to
+    other briefs (short platform posts; letters to leaders of 300–1,400 characters and
+    12345 calls as speech recognition writes them): the nearest this repository has to citizens' own words. Never trained or
+    tuned on (classify/data/holdout/README.md)."""
+    rows = read_labelled([HOLDOUTS / f"{name}.jsonl"])
+    assert len(rows) == size and not set(r["id"] for r in rows) & set(r["id"] for r in read_labelled(corpus_files()))
     report = model.evaluate(rows)
-    for field, floor in HOLDOUT_FLOORS.items():
+    for field, floor in HOLDOUT_FLOORS[name].items():
         assert report[field]["macro_f1"] >= floor, (field, report[field]["macro_f1"])
+    assert report["category"]["ece"] <= 0.06, report["category"]  # measured 0.02 (temperature calibration)
