@@ -23,7 +23,7 @@ from tests.kafka_util import read_values
 from wenzheng.config import load
 from wenzheng.core.runtime import Runtime
 
-georeport = pytest.importorskip("georeport", reason="the GeoReport client is not installed: pip install georeport")
+georeport = pytest.importorskip("georeport", reason="the GeoReport client is not installed: ./dev test installs it (test extras)")
 
 REQUEST = {"service_code": "urban_management", "description": "章贡区红旗大道88号路灯坏了，联系电话13907971234",
            "lat": "25.831123", "long": "114.933612", "address_string": "章贡区红旗大道88号",
