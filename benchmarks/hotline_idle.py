@@ -23,21 +23,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-from benchmarks import PRIVACY
-from wenzheng.app.broker import EmbeddedBroker, free_port
+from benchmarks import city_config
+from wenzheng.app.broker import EmbeddedBroker
 from wenzheng.app.demo import to_call
 from wenzheng.classify.model import corpus_files, read_labelled
-from wenzheng.config import DEFAULT_DIR, load
+from wenzheng.config import load
 from wenzheng.core.runtime import Runtime
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,17 +61,8 @@ def idle_cpu_percent(pid: int, seconds: float) -> float:
 
 
 def _config(root: Path, bootstrap: str) -> Path:
-    cfg = root / "config"
-    cfg.mkdir(parents=True)
-    for f in DEFAULT_DIR.glob("*.yaml"):
-        shutil.copy(f, cfg / f.name)
-    runtime = {"kafka": {"bootstrap_servers": [bootstrap]}, "http": {"port": free_port()},
-               "state": {"dir": str(root / "state")}, "privacy": PRIVACY}
-    (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime), encoding="utf-8")
-    channels = {"channels": {"hotline": {"drop_dir": str(root / "drop"), "settle_seconds": 0.2},
-                             "webform": {"enabled": False}}}
-    (cfg / "channels.yaml").write_text(yaml.safe_dump(channels, allow_unicode=True), encoding="utf-8")
-    return cfg
+    return city_config(root, bootstrap, {"hotline": {"drop_dir": str(root / "drop"), "settle_seconds": 0.2},
+                                         "webform": {"enabled": False}})
 
 
 def _drop(folder: Path, n: int) -> None:

@@ -26,18 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import yaml
-
-from benchmarks import PRIVACY
-from wenzheng.app.broker import EmbeddedBroker, free_port
-from wenzheng.config import DEFAULT_DIR, load
+from benchmarks import city_config
+from wenzheng.app.broker import EmbeddedBroker
+from wenzheng.config import load
 from wenzheng.core.runtime import Runtime
 from wenzheng.ingest.fakes.wechat import FakeWeChat
 from wenzheng.ingest.fakes.weibo import FakeWeibo
@@ -45,23 +42,15 @@ from wenzheng.ingest.fakes.weibo import FakeWeibo
 
 def _config(root: Path, bootstrap: str, api_base: str, uids: list[str], poll_seconds: float, cookie,
             wechat_base: str, apps: dict[str, str]) -> Path:
-    cfg = root / "config"
-    cfg.mkdir(parents=True)
-    for f in DEFAULT_DIR.glob("*.yaml"):
-        shutil.copy(f, cfg / f.name)
-    runtime = {"kafka": {"bootstrap_servers": [bootstrap]}, "http": {"port": free_port()},
-               "state": {"dir": str(root / "state")}, "privacy": PRIVACY}
-    (cfg / "runtime.yaml").write_text(yaml.safe_dump(runtime), encoding="utf-8")
     accounts = {f"gz{i:03d}": {"uid": uid, "cookie": cookie(uid)} for i, uid in enumerate(uids)}
-    channels = {"channels": {"hotline": {"enabled": False, "drop_dir": str(root / "drop")},
-                             "weibo": {"enabled": True, "api_base": api_base, "poll_seconds": poll_seconds,
-                                       "max_pages": 5, "accounts": accounts},
-                             "wechat": {"enabled": bool(apps), "api_base": wechat_base, "poll_seconds": poll_seconds,
-                                        "accounts": {f"wx{i:03d}": {"appid": appid, "secret": secret, "token": "t",
-                                                                    "poll": True}
-                                                     for i, (appid, secret) in enumerate(apps.items())}}}}
-    (cfg / "channels.yaml").write_text(yaml.safe_dump(channels, allow_unicode=True), encoding="utf-8")
-    return cfg
+    channels = {"hotline": {"enabled": False, "drop_dir": str(root / "drop")},
+                "weibo": {"enabled": True, "api_base": api_base, "poll_seconds": poll_seconds,
+                          "max_pages": 5, "accounts": accounts},
+                "wechat": {"enabled": bool(apps), "api_base": wechat_base, "poll_seconds": poll_seconds,
+                           "accounts": {f"wx{i:03d}": {"appid": appid, "secret": secret, "token": "t",
+                                                       "poll": True}
+                                        for i, (appid, secret) in enumerate(apps.items())}}}
+    return city_config(root, bootstrap, channels)
 
 
 def _pct(values: list[float], q: float) -> float:

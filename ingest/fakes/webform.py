@@ -169,7 +169,9 @@ class FakeWebForm(FaultQueue, LocalServer):
             self.requests.append({"at": time.monotonic(), "status": status, "query": q})
         return status, doc, delay
 
-    def _page(self, q: dict) -> tuple[int, dict]:
+    @staticmethod
+    def cursor(q: dict) -> tuple[int, tuple[datetime, int] | None] | tuple[int, dict]:
+        """``(limit, after)`` of a page request, or ``(400, error)`` as the backend answers a bad one."""
         try:
             limit = int(q.get("limit", 100))
             after = (datetime.strptime(q["updated_after"], FMT), int(q.get("after_id") or 0)) \
@@ -178,6 +180,12 @@ class FakeWebForm(FaultQueue, LocalServer):
             return 400, {"error": "bad cursor or limit"}
         if not 1 <= limit <= 1000:
             return 400, {"error": "limit must be 1..1000"}
+        return limit, after
+
+    def _page(self, q: dict) -> tuple[int, dict]:
+        limit, after = self.cursor(q)
+        if isinstance(after, dict):
+            return limit, after
         rows = sorted(self.items.values(), key=self._key)
         if after is not None:
             rows = [r for r in rows if self._key(r) > after]
