@@ -26,7 +26,7 @@ def new_topic(bootstrap, partitions=1) -> str:
 
 def test_end_offsets_is_last_batch_base_plus_one_not_the_high_watermark(bootstrap):
     topic = new_topic(bootstrap)
-    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10_000)  # one batch: flush() sends the 100 at once
     for i in range(100):
         p.send(topic, value=b"x%d" % i)
     p.flush()
