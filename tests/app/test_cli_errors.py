@@ -76,8 +76,14 @@ def test_config_city_without_its_extra_says_what_to_install(tmp_path, capsys, mo
             raise metadata.PackageNotFoundError(name)
         return real(name)
 
+    from wenzheng.config import gazetteer
+
     monkeypatch.setattr(metadata, "distribution", without_quhua)  # the standard library's view of site-packages
-    code, _, err = run(capsys, "config", "city", "银川市", "--out", str(tmp_path / "yc"))
+    gazetteer._load.cache_clear()  # another test in this process may have read the package already
+    try:
+        code, _, err = run(capsys, "config", "city", "银川市", "--out", str(tmp_path / "yc"))
+    finally:
+        gazetteer._load.cache_clear()
     assert code == 2 and "pip install 'wenzheng[gazetteer]'" in one_line(err)
 
 
