@@ -102,6 +102,30 @@ def shared(factory: Callable[[Path], T], path: Path) -> T:
         return cast(T, _shared[key])
 
 
+# Workers of two machines starting at once against one PostgreSQL: ``CREATE TABLE IF NOT
+# EXISTS`` races there (the loser fails on pg_type's unique index), so every creation of
+# tables takes this transaction-scoped advisory lock first. DDL is transactional in
+# PostgreSQL: the lock is held until the tables are committed.
+SCHEMA_LOCK = 0x77656E7A  # "wenz"
+SCHEMA_LOCK_SQL = "SELECT pg_advisory_xact_lock(?)"
+
+
+def create_tables(engine: Any, meta: Any) -> None:
+    """``meta.create_all`` on a SQLAlchemy engine, serialised on PostgreSQL (see SCHEMA_LOCK)."""
+    with engine.begin() as conn:
+        lock_schema(conn)
+        meta.create_all(conn)
+
+
+def lock_schema(conn: Any) -> None:
+    """Take SCHEMA_LOCK in a SQLAlchemy connection's transaction (nothing on SQLite, whose
+    writers are serialised already)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
+
+
 class _PgTx:
     """A transaction's connection, speaking sqlite3's ``execute``/``executemany`` with ``?``."""
 
@@ -134,9 +158,14 @@ class SharedDB:
         self.lock = threading.Lock()
         self.conn = psycopg.connect(self.url, autocommit=False)
         if schema:
-            with self.transaction() as tx:
-                for statement in filter(str.strip, schema.split(";")):
-                    tx.execute(statement)
+            try:
+                with self.transaction() as tx:
+                    tx.execute(SCHEMA_LOCK_SQL, [SCHEMA_LOCK])
+                    for statement in filter(str.strip, schema.split(";")):
+                        tx.execute(statement)
+            except BaseException:
+                self.conn.close()
+                raise
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:

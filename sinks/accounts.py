@@ -32,6 +32,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from wenzheng.config import load as load_config
+from wenzheng.core import storage
 from wenzheng.core.command import Command, UsageError
 
 from .cases import CaseError
@@ -108,7 +109,7 @@ class Accounts:
         self.window = timedelta(minutes=minutes)
         self.hasher = PasswordHasher()
         self._dummy = self.hasher.hash(secrets.token_hex(16))  # an unknown name costs as much as a wrong password
-        meta.create_all(engine)
+        storage.create_tables(engine, meta)  # serialised on PostgreSQL: several consoles may start at once
 
     @classmethod
     def from_settings(cls, engine: sa.Engine, settings) -> Accounts:

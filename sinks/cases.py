@@ -210,26 +210,27 @@ class Ledger:
             sa.event.listen(self.engine, "connect", lambda dbapi, _: storage.prepare(dbapi, "foreign_keys=ON"))
             sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(storage.BEGIN))
         try:
-            meta.create_all(self.engine)
-            self._upgrade()
+            with self.engine.begin() as db:
+                storage.lock_schema(db)
+                meta.create_all(db)
+                self._upgrade(db)
         except OperationalError as exc:
             raise TransientError(f"case ledger unreachable: {str(exc.orig).strip().splitlines()[0]}") from None
 
-    def _upgrade(self) -> None:
+    def _upgrade(self, db: sa.Connection) -> None:
         """Add the columns a ledger made by an older version lacks (create_all makes only
         missing tables), and give its cases their check codes."""
-        with self.engine.begin() as db:
-            inspector = sa.inspect(db)
-            for table in (cases_t, events_t):
-                have = {c["name"] for c in inspector.get_columns(table.name)}
-                for col in table.columns:
-                    if col.name not in have:
-                        db.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {col.name} "
-                                           f"{col.type.compile(self.engine.dialect)}")
-            for (case_id,) in db.execute(sa.select(cases_t.c.id).where(cases_t.c.check_code.is_(None))).all():
-                db.execute(cases_t.update().where(cases_t.c.id == case_id).values(check_code=new_check_code()))
-            for index in cases_t.indexes:  # create_all makes a missing table's indexes, not a new index
-                index.create(db, checkfirst=True)
+        inspector = sa.inspect(db)
+        for table in (cases_t, events_t):
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have:
+                    db.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {col.name} "
+                                       f"{col.type.compile(self.engine.dialect)}")
+        for (case_id,) in db.execute(sa.select(cases_t.c.id).where(cases_t.c.check_code.is_(None))).all():
+            db.execute(cases_t.update().where(cases_t.c.id == case_id).values(check_code=new_check_code()))
+        for index in cases_t.indexes:  # create_all makes a missing table's indexes, not a new index
+            index.create(db, checkfirst=True)
 
     @property
     def sqlite(self) -> bool:

@@ -80,3 +80,40 @@ def test_a_sqlalchemy_engine_gets_the_same_settings(tmp_path):
         assert pragmas(lambda q: db.exec_driver_sql(q).all()) == ("wal", 2, storage.BUSY_TIMEOUT_MS)
         assert db.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_workers_starting_together_on_an_empty_shared_database_all_start(pg_schema):
+    """Two machines' workers start at once against one PostgreSQL: ``CREATE TABLE IF NOT
+    EXISTS`` alone races there (a unique violation on pg_type), so schema creation is
+    serialised. Every journal, ledger and accounts store must open, and the tables exist once."""
+    from wenzheng.core.delivery import Journal
+    from wenzheng.sinks.accounts import Accounts
+    from wenzheng.sinks.cases import Ledger
+
+    url, schema = pg_schema
+    libpq = f"{url}?options=-csearch_path%3D{schema}"
+    opened: list[str] = []
+    failed: list[BaseException] = []
+    start = threading.Barrier(12)
+
+    def open_one(i: int) -> None:
+        start.wait()
+        try:
+            if i % 3 == 0:
+                Journal("unused", url=libpq).close()
+            elif i % 3 == 1:
+                Ledger(url, schema=schema).engine.dispose()
+            else:
+                engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+                Accounts(engine)
+                engine.dispose()
+            opened.append(str(i))
+        except BaseException as exc:  # noqa: BLE001 — collected, asserted below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == [] and len(opened) == 12
