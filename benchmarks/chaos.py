@@ -36,7 +36,8 @@ in the ledger: ``lost`` are the ids missing anywhere from routed on, ``doubled``
 (queue or topic, id) pairs held more than once after intake, and the ledger must link
 exactly the messages sent.
 
-**Phase 2.** ``--restart-messages`` more, and halfway through the embedded broker is
+**Phase 2.** ``--restart-messages`` more, sent over at least ``PHASE_TWO_S`` seconds
+(slower than ``--rate`` if need be), and halfway through the embedded broker is
 restarted (``EmbeddedBroker.restart``, as ``up`` does; memory storage, so it comes back
 empty). What was only in the broker — records acknowledged to a stage's publisher but
 consumed by nobody yet — is lost; each such loss is classified by the last topic it
@@ -539,6 +540,9 @@ class Faults:
                 "not_recovered": [f for f in self.log if f.get("recovery_s") is None], "faults": self.log}
 
 
+PHASE_TWO_S = 60.0
+
+
 def recovery(workers: Workers, ledger: Ledger, feed: Feed, since: float, start: dict[str, float],
              timeout: float = 300.0) -> dict[str, float | None]:
     """Seconds from ``since`` until each stage's output (both machines, against ``start``)
@@ -607,6 +611,7 @@ class Chaos:
     def phase_two(self, messages: int, rate: float) -> dict:
         with self.feed.lock:
             earlier = set(self.feed.sent)
+        rate = min(rate, messages / PHASE_TWO_S)  # the second half must outlast the broker's ~5 s exit
         senders = self.feed.run(2, messages, rate)
         while self.feed.count() - len(earlier) < messages // 2:
             time.sleep(0.1)
@@ -632,7 +637,8 @@ class Chaos:
         with self.feed.lock:
             missing = [(self.feed.sent[i][0], round(at - restarted, 1)) for i, at in sent.items()
                        if i not in before and i not in linked]
-        return {"sent_before_restart": len(before), "sent_after_restart": len(sent) - len(before),
+        return {"rate_per_second": round(rate, 1), "sent_before_restart": len(before),
+                "sent_after_restart": len(sent) - len(before),
                 "after_restart_not_in_ledger": {"by_channel": dict(Counter(c for c, _ in missing)),
                                                 "sent_s_after_restart": sorted(t for _, t in missing)[:20]},
                 "before_restart": self._losses(before, held, linked_then, linked),
