@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wenzheng.core import envelope, privacy
 from wenzheng.core.delivery import Out
-from wenzheng.core.stage import Stage
+from wenzheng.core.stage import Stage, pseudonym_key
 
 from .model import Classifier
 from .registry import ModelFollower
@@ -20,7 +20,7 @@ class ClassifyStage(Stage):
 
     def __init__(self, runtime, model: Classifier | ModelFollower):
         super().__init__(runtime)
-        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
+        self.key = pseudonym_key(runtime)
         self.follower = model if isinstance(model, ModelFollower) else None
         self.model = model.model if isinstance(model, ModelFollower) else model
         if self.model.places is not None:

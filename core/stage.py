@@ -47,8 +47,9 @@ PRUNE_SECONDS = 3600.0
 """How often the delivery journal forgets ids older than ``state.dedup_retention_days``."""
 
 
-def id_key(runtime: Runtime) -> bytes:
-    """The pseudonym key, which message and dead-letter ids are hashed with."""
+def pseudonym_key(runtime: Runtime) -> bytes:
+    """``privacy.pseudonym_key`` as bytes: authors' pseudonyms, message and dead-letter ids,
+    address fingerprints and the spool's seal are all keyed with it."""
     return runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
 
 
@@ -56,7 +57,7 @@ def deadletter(runtime: Runtime, stage: str, reason: str, *, msg_id: str, source
                excerpt: str = "") -> Out:
     """A dead-letter record: the reason, where the input is, a masked excerpt — never raw PII;
     its id keyed (``envelope.opaque_id``: ``msg_id`` may be a file name or a pre-upgrade key)."""
-    msg_id = envelope.opaque_id(msg_id, id_key(runtime))
+    msg_id = envelope.opaque_id(msg_id, pseudonym_key(runtime))
     value = {
         "schema": "wenzheng.deadletter/1",
         "id": msg_id,
@@ -251,8 +252,6 @@ class StageWorker:
         name = self.stage.name
         source = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
                   "key": rec.key.decode("utf-8", "replace") if rec.key else None}
-        msg_id = envelope.opaque_id(source["key"] or f"{rec.topic}:{rec.partition}:{rec.offset}",
-                                    id_key(self.runtime))
         try:
             return self.stage.process(envelope.decode(rec.value), rec)
         except TransientError:
@@ -264,6 +263,9 @@ class StageWorker:
             log.exception("processing failed", extra={"stage": name, **source})
             reason = f"{type(exc).__name__}: {exc}"
         DEADLETTERED.labels(name).inc()
+        # keyed here, not for every record: the HMAC is needed only on this path
+        msg_id = envelope.opaque_id(source["key"] or f"{rec.topic}:{rec.partition}:{rec.offset}",
+                                    pseudonym_key(self.runtime))
         log.warning("dead-lettered %s[%s] %s: %s", rec.topic, rec.partition, rec.offset, reason,
                     extra={"stage": name, "id": msg_id})
         excerpt = (rec.value or b"")[:600].decode("utf-8", "replace")

@@ -107,7 +107,7 @@ from wenzheng.core.metrics import DEADLETTERED, ERRORS, MESSAGES_IN, MESSAGES_OU
 from wenzheng.core.privacy import mask_text
 from wenzheng.core.runtime import Runtime
 from wenzheng.core.service import Route
-from wenzheng.core.stage import deadletter
+from wenzheng.core.stage import deadletter, pseudonym_key
 from wenzheng.core.storage import LocalDB, shared
 
 FETCHED = Counter("wenzheng_connector_fetched_total", "Items fetched from upstream", ["connector"])
@@ -320,8 +320,7 @@ def _same(env: Envelope) -> Envelope:
 
 
 def spool_for(runtime: Runtime) -> Spool:
-    key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
-    return shared(Spool, runtime.state_dir / "spool.sqlite3").use_key(key)
+    return shared(Spool, runtime.state_dir / "spool.sqlite3").use_key(pseudonym_key(runtime))
 
 
 class Connector:
@@ -335,7 +334,7 @@ class Connector:
 
     def __init__(self, runtime: Runtime, publisher: Publisher, name: str) -> None:
         self.runtime, self.publisher, self.name = runtime, publisher, name
-        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
+        self.key = pseudonym_key(runtime)
         """The pseudonym key: authors' pseudonyms, message ids, dead letters' ids (before the
         checkpoint: a migration may need it)."""
         path = runtime.state_dir / "checkpoints" / f"{name}.json"

@@ -213,7 +213,6 @@ class HotlineConnector(Connector):
         self.dir = Path(self.cfg.drop_dir).expanduser()
         self.quarantine = self.dir / QUARANTINE
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
         self.tz = ZoneInfo(runtime.settings.city.timezone)
         self._seen: dict[str, tuple[int, int]] = {}  # name → (size, mtime_ns) at the last scan
         self._swept: date | None = None  # the day old archive folders were last deleted

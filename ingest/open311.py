@@ -385,7 +385,6 @@ class Open311Connector(Connector):
         super().__init__(runtime, publisher, name)
         cfg = runtime.settings.channels.webform
         self.api_keys = [k.get_secret_value() for k in cfg.open311_api_keys]
-        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
         self._post_lock = threading.Lock()  # lookup → spool → index, for one Idempotency-Key at a time
 
     @classmethod

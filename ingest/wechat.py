@@ -276,7 +276,6 @@ class WeChatConnector(Connector):
         self.crypto = WeChatCrypto(self.token, aes, self.appid) if aes else None
         self.api_base = api_base.rstrip("/")
         self.poll_seconds = poll_seconds
-        self.key = runtime.settings.privacy.pseudonym_key.get_secret_value().encode()
         self._access_token: str | None = None
         self._token_until = 0.0
         self.max_age = runtime.settings.channels.wechat.max_age_seconds
