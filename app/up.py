@@ -16,7 +16,9 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -30,6 +32,27 @@ from .broker import EmbeddedBroker, free_port
 from .workers import default_port, load_model
 
 log = logging.getLogger(__name__)
+
+
+K = TypeVar("K")
+
+
+def stop_processes(procs: Mapping[K, subprocess.Popen], timeout: float) -> list[K]:
+    """SIGTERM every process of ``procs`` (name → Popen) still running, give them ``timeout``
+    seconds in all to exit, then SIGKILL the rest; the names of those killed."""
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    killed: list[K] = []
+    for name, p in procs.items():
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            killed.append(name)
+    return killed
 
 
 class Supervisor:
@@ -63,17 +86,8 @@ class Supervisor:
 
     def stop(self, timeout: float = 15) -> None:
         self.stopping = True
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for kind, p in self.procs.items():
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("worker did not stop in time; killing", extra={"stage": kind})
-                p.kill()
-                p.wait()
+        for kind in stop_processes(self.procs, timeout):
+            log.warning("worker did not stop in time; killed", extra={"stage": kind})
 
 
 class Summary:

@@ -85,6 +85,7 @@ from kafka.errors import KafkaError
 from benchmarks import PRIVACY
 from wenzheng.app.broker import EmbeddedBroker, free_port
 from wenzheng.app.demo import to_call
+from wenzheng.app.up import stop_processes
 from wenzheng.classify.model import Classifier, corpus_files, read_labelled
 from wenzheng.config import DEFAULT_DIR, load
 from wenzheng.core import envelope
@@ -241,15 +242,7 @@ class Workers:
 
     def stop(self) -> None:
         self.stopping.set()
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs, 30)
 
 
 # --- traffic ---------------------------------------------------------------------------

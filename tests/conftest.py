@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from wenzheng.app.up import stop_processes
 from wenzheng.config import DEFAULT_DIR, load
 from wenzheng.core import envelope
 
@@ -122,15 +123,7 @@ class Workers:
         return p
 
     def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs, 20)
 
 
 @pytest.fixture
