@@ -227,7 +227,7 @@ class HotlineConnector(Connector):
         before = cursor.get("files", {})
         entries = self.ready_files(before)
         unarchived = {n: r for n, r in before.items() if n in self._seen}  # _seen: what this scan found
-        if not entries and not unarchived and not before:
+        if not entries and not before:  # (unarchived is part of before)
             return  # idle: nothing read, nothing written
         retry = dict(unarchived)  # published earlier, still here: archived with the first page
         folder = os.open(self.dir, _DIR)
