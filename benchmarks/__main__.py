@@ -84,4 +84,5 @@ def main() -> int:
     return 0
 
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing the module (a syntax check, a test) runs nothing
+    raise SystemExit(main())
