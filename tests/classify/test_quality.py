@@ -1,7 +1,7 @@
 """Quality floors on the fixed test split of the packaged corpus (``is_test``, never trained on).
 
-Each floor sits a little under what the model measured when it was set (on the 1,896
-messages of the split: category macro-F1 0.946, type 0.970, jurisdiction 0.993), so a
+Each floor sits a little under what the model measured when it was set (on the 2,028
+messages of the split: category macro-F1 0.949, type 0.970, jurisdiction 0.993), so a
 regression fails here rather than in a county office's queue.
 """
 
@@ -44,7 +44,7 @@ def test_macro_f1_and_accuracy_floors(report, field):
 def test_every_category_is_learnt(report):
     per_class = report["category"]["per_class"]
     assert len(per_class) == 12
-    assert min(c["f1"] for c in per_class.values()) >= 0.85, per_class  # measured 0.91
+    assert min(c["f1"] for c in per_class.values()) >= 0.85, per_class  # measured 0.92
 
 
 def test_confidence_is_calibrated(report):
@@ -69,9 +69,9 @@ def test_traditional_and_full_width_text_classify_alike(model, test_rows):
 HOLDOUTS = Path(__file__).parents[2] / "classify" / "data" / "holdout"
 HOLDOUT_FLOORS = {  # macro-F1 and the category's calibration error (ECE), a little under / over
     # what the shipped parameters measured (in brackets)
-    "written-2026-12": {"category": 0.93, "type": 0.82, "jurisdiction": 0.96, "ece": 0.06},  # (0.967, 0.863, 0.991, 0.026)
-    "letters-asr-2026-12": {"category": 0.95, "type": 0.94, "jurisdiction": 0.96, "ece": 0.06},  # (0.997, 0.985, 0.996, 0.013)
-    "work-orders-2026-12": {"category": 0.89, "type": 0.95, "jurisdiction": 0.97, "ece": 0.06},  # (0.917, 0.981, 0.999, 0.027)
+    "written-2026-12": {"category": 0.93, "type": 0.82, "jurisdiction": 0.96, "ece": 0.06},  # (0.967, 0.865, 0.991, 0.031)
+    "letters-asr-2026-12": {"category": 0.95, "type": 0.94, "jurisdiction": 0.96, "ece": 0.06},  # (0.997, 0.981, 0.996, 0.007)
+    "work-orders-2026-12": {"category": 0.89, "type": 0.95, "jurisdiction": 0.97, "ece": 0.06},  # (0.920, 0.981, 0.999, 0.031)
 }
 HOLDOUT_SIZES = {"written-2026-12": 240, "letters-asr-2026-12": 288, "work-orders-2026-12": 360}
 
