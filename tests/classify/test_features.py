@@ -115,12 +115,12 @@ def test_evaluate_writes_reliability_and_routing_pictures_and_the_threshold(tiny
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert main(["evaluate", "--model", str(tiny_model), "--data", str(data), "--report", str(tmp_path / "r")]) == 0
     route = json.loads(capsys.readouterr().out)["category"]["auto_route"]
-    assert route["target_accuracy"] == 0.95 and route["configured"]["min_confidence"] == 0.6
+    assert route["target_accuracy"] == 0.95 and route["configured"]["min_confidence"] == 0.65
     assert route["min_confidence"] is None or route["accuracy_routed"] >= 0.95
     for name in ("reliability_category", "reliability_type", "routing_category"):
         assert (tmp_path / "r" / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
     md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
-    assert "routing_category.png" in md and "configured routing.min_confidence 0.6" in md
+    assert "routing_category.png" in md and "configured routing.min_confidence 0.65" in md
 
 
 def test_pictures_are_drawn_without_a_cjk_font(monkeypatch, tmp_path):
