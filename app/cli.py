@@ -155,6 +155,9 @@ class Train(Command):
         p.add_argument("--data", action="append", default=[], help="labelled history, JSONL or CSV (repeatable)")
         p.add_argument("--labels", action="store_true",
                        help="also read the labels topic (dispatchers' corrections) from the configured Kafka")
+        p.add_argument("--labels-weight", type=int, default=None, metavar="N",
+                       help="times each correction counts in training (default 5: a city's own decision "
+                            "outweighs the general history)")
         p.add_argument("--out", required=True, help="the new model directory")
         p.add_argument("--report", action="store_true", help="also write report.md and confusion-matrix PNGs")
         p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
@@ -162,18 +165,31 @@ class Train(Command):
 
     def execute(self, args):
         from wenzheng.classify.model import Classifier, read_labelled
-        from wenzheng.classify.training import merge_corrections, read_labels_topic, split
+        from wenzheng.classify.training import (
+            CORRECTION_WEIGHT,
+            merge_corrections,
+            read_labels_topic,
+            split,
+            weigh_corrections,
+        )
 
         config = _config(args)
         if not args.data and not args.labels:
             raise UsageError("give --data FILE and/or --labels")
+        weight = CORRECTION_WEIGHT if args.labels_weight is None else args.labels_weight
+        if weight < 1:
+            raise UsageError("--labels-weight must be 1 or more")
         rows = _read(read_labelled, args.data) if args.data else []
+        corrections: list[dict] = []
         if args.labels:
             if not config.settings.kafka.bootstrap_servers:
                 raise UsageError("--labels needs Kafka: set WENZHENG_BOOTSTRAP_SERVERS")
-            rows = merge_corrections(rows, read_labels_topic(config.settings))
+            corrections = read_labels_topic(config.settings)
+            rows = merge_corrections(rows, corrections)
         train, test, how = split(rows)
-        print(f"training on {len(train)} records, holding out {len(test)} ({how})", file=sys.stderr)
+        print(f"training on {len(train)} records ({len(corrections)} corrections from the labels topic, each "
+              f"counted {weight} times), holding out {len(test)} ({how})", file=sys.stderr)
+        records, train = len(train), weigh_corrections(train, corrections, weight)
         model = Classifier.train(train, config.settings,
                                  progress=lambda i, n: print(f"tokenised {i}/{n}", file=sys.stderr))
         metrics = model.evaluate(test, config.settings.routing.min_confidence) if test else {}
@@ -187,8 +203,9 @@ class Train(Command):
             from wenzheng.classify.report import write_report
 
             write_report(metrics, model.predict(test), test, out)
-        print(json.dumps({"model": str(out), "version": model.version, "train": len(train), "test": len(test),
-                          "metrics": metrics}, ensure_ascii=False, indent=2))
+        print(json.dumps({"model": str(out), "version": model.version, "train": records, "test": len(test),
+                          "corrections": len(corrections), "labels_weight": weight, "metrics": metrics},
+                         ensure_ascii=False, indent=2))
         return 0
 
 

@@ -56,6 +56,7 @@ def test_train_reads_the_labels_topic(runtime, bootstrap, config_dir, tmp_path, 
                  str(tmp_path / "m"), "--report"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["train"] + out["test"] == len(HISTORY) + 1
+    assert (out["corrections"], out["labels_weight"]) == (len(HISTORY), 5)
     meta = json.loads((tmp_path / "m" / "meta.json").read_text(encoding="utf-8"))
     assert set(meta["labels"]["category"]) == {"urban_management", "labour_social_security", "health"}
 
@@ -110,3 +111,17 @@ def test_running_worker_switches_to_the_promoted_model_between_batches(runtime, 
     assert len(versions) == 40 == len(read_values(bootstrap, runtime.topics.classified))
     assert {versions[expected_id("wechat", f"m{i}")] for i in range(20)} == {"first"}
     assert {versions[expected_id("wechat", f"m{i}")] for i in range(20, 40)} == {"second"}
+
+
+def test_a_correction_counts_five_times_on_the_training_side_only():
+    from wenzheng.classify.training import CORRECTION_WEIGHT, weigh_corrections
+
+    train = [{"id": "a", "text": "x", "category": "transport"}, {"id": "b", "text": "y", "category": "health"},
+             {"text": "no id", "category": "health"}]
+    corrections = [{"id": "a", "text": "x", "category": "transport"}, {"text": "no id", "category": "health"},
+                   {"id": "held-out", "text": "z", "category": "health"}]
+    got = weigh_corrections(train, corrections)
+    assert CORRECTION_WEIGHT == 5 and len(got) == 3 + 2 * 4
+    assert sum(r.get("id") == "a" for r in got) == 5 and sum(r.get("id") == "b" for r in got) == 1
+    assert sum(r["text"] == "no id" for r in got) == 5 and not any(r.get("id") == "held-out" for r in got)
+    assert weigh_corrections(train, corrections, 1) == train
