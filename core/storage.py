@@ -107,23 +107,19 @@ def shared(factory: Callable[[Path], T], path: Path) -> T:
 # tables takes this transaction-scoped advisory lock first. DDL is transactional in
 # PostgreSQL: the lock is held until the tables are committed.
 SCHEMA_LOCK = 0x77656E7A  # "wenz"
-SCHEMA_LOCK_SQL = "SELECT pg_advisory_xact_lock(?)"
+SCHEMA_LOCK_SQL = f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"
 
 
-def create_tables(engine: Any, meta: Any) -> None:
-    """``meta.create_all`` on a SQLAlchemy engine, serialised on PostgreSQL (see SCHEMA_LOCK)."""
+def create_tables(engine: Any, meta: Any, then: Callable[[Any], None] | None = None) -> None:
+    """``meta.create_all`` on a SQLAlchemy engine, then ``then(connection)`` (an upgrade step) in
+    the same transaction, serialised on PostgreSQL by SCHEMA_LOCK (SQLite's writers are
+    serialised already)."""
     with engine.begin() as conn:
-        lock_schema(conn)
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(SCHEMA_LOCK_SQL)
         meta.create_all(conn)
-
-
-def lock_schema(conn: Any) -> None:
-    """Take SCHEMA_LOCK in a SQLAlchemy connection's transaction (nothing on SQLite, whose
-    writers are serialised already)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy import text
-
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
+        if then is not None:
+            then(conn)
 
 
 class _PgTx:
@@ -160,7 +156,7 @@ class SharedDB:
         if schema:
             try:
                 with self.transaction() as tx:
-                    tx.execute(SCHEMA_LOCK_SQL, [SCHEMA_LOCK])
+                    tx.execute(SCHEMA_LOCK_SQL)
                     for statement in filter(str.strip, schema.split(";")):
                         tx.execute(statement)
             except BaseException:

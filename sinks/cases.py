@@ -210,10 +210,7 @@ class Ledger:
             sa.event.listen(self.engine, "connect", lambda dbapi, _: storage.prepare(dbapi, "foreign_keys=ON"))
             sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(storage.BEGIN))
         try:
-            with self.engine.begin() as db:
-                storage.lock_schema(db)
-                meta.create_all(db)
-                self._upgrade(db)
+            storage.create_tables(self.engine, meta, then=self._upgrade)
         except OperationalError as exc:
             raise TransientError(f"case ledger unreachable: {str(exc.orig).strip().splitlines()[0]}") from None
 
