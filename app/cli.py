@@ -177,8 +177,8 @@ class Train(Command):
         if not args.data and not args.labels:
             raise UsageError("give --data FILE and/or --labels")
         weight = CORRECTION_WEIGHT if args.labels_weight is None else args.labels_weight
-        if weight < 1:
-            raise UsageError("--labels-weight must be 1 or more")
+        if not 1 <= weight <= 100:  # each count is a copy of the row in memory
+            raise UsageError("--labels-weight must be between 1 and 100")
         rows = _read(read_labelled, args.data) if args.data else []
         corrections: list[dict] = []
         if args.labels:

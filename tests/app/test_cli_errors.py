@@ -68,6 +68,13 @@ def test_training_data_that_is_missing_is_one_line(tmp_path, capsys):
     assert code == 2 and "history.jsonl: No such file or directory" in one_line(err)
 
 
+@pytest.mark.parametrize("weight", ["0", "-3", "101", "1000000000"])
+def test_a_correction_weight_out_of_range_is_refused_before_anything_is_read(tmp_path, capsys, weight):
+    code, _, err = run(capsys, "train", "--data", str(tmp_path / "history.jsonl"), "--labels-weight", weight,
+                       "--out", str(tmp_path / "m"))
+    assert code == 2 and one_line(err) == "wenzheng train: --labels-weight must be between 1 and 100"
+
+
 def test_config_city_without_its_extra_says_what_to_install(tmp_path, capsys, monkeypatch):
     real = metadata.distribution
 
